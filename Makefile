@@ -1,0 +1,28 @@
+# Quarry: `make demo` sets up a fresh machine and runs the demo; `make test` sets up and runs the tests.
+# The venv is built once (stamp file) and rebuilt when pyproject.toml changes.
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.quarry-installed
+
+.PHONY: setup demo test clean
+
+setup: $(STAMP)
+
+# torch/torchvision first, pinned: pip takes them from this machine kind's local disk
+# (a floating torch pulls a multi-GB CUDA build from the index).
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==2.14.1 torchvision==0.29.1
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/quarry demo $(ARGS)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q $(ARGS)
+
+clean:
+	rm -rf runs .pytest_cache

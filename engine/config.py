@@ -1,0 +1,119 @@
+"""Typed job configs: YAML files plus dotted `key=value` overrides, validated before any work.
+
+Every job has one pydantic model (a subclass of `Section`). Unknown keys, wrong types and
+out-of-range values raise `ConfigError` with the dotted key, the value given and what was
+expected, so a user never sees a traceback from deep inside a library.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+T = TypeVar("T", bound="Section")
+
+
+class ConfigError(ValueError):
+    """A config file or override is invalid; the message names the key and the value."""
+
+
+class Section(BaseModel):
+    """Base of every config model: unknown keys are errors, assignments are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Split `a.b.c=value` into (["a", "b", "c"], value) with the value parsed as YAML."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"override {text!r}: expected dotted.key=value, e.g. mining.stride=4")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {text!r}: value is not valid YAML ({exc.problem})") from None
+    return key.split("."), value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Return a copy of `data` with each dotted override set (intermediate mappings created)."""
+    merged = json.loads(json.dumps(data, default=str))
+    for text in overrides:
+        path, value = parse_override(text)
+        node = merged
+        for i, part in enumerate(path[:-1]):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                prefix = ".".join(path[: i + 1])
+                raise ConfigError(f"override {text!r}: {prefix} is a value ({child!r}), not a section")
+            node = child
+        node[path[-1]] = value
+    return merged
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """Read a YAML mapping, with errors that name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys at the top level, got {type(data).__name__}")
+    return data
+
+
+def describe_errors(error: ValidationError, source: str) -> str:
+    """One line per problem: `<source>: <dotted.key> = <value>: <what was expected>`."""
+    lines = []
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "<top level>"
+        if item["type"] == "extra_forbidden":
+            lines.append(f"{source}: unknown key {key} (value {item['input']!r})")
+        elif item["type"] == "missing":
+            lines.append(f"{source}: missing required key {key}")
+        else:
+            lines.append(f"{source}: {key} = {item['input']!r}: {item['msg']}")
+    return "invalid config:\n  " + "\n  ".join(lines)
+
+
+def load_config(model: type[T], path: Path | str | None = None, overrides: list[str] | None = None) -> T:
+    """Build a `model` from an optional YAML file plus dotted overrides; raise ConfigError."""
+    data = read_yaml(Path(path)) if path else {}
+    data = apply_overrides(data, list(overrides or []))
+    source = str(path) if path else "config"
+    if overrides:
+        source += " + overrides"
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(describe_errors(exc, source)) from None
+
+
+def config_to_dict(config: Section) -> dict[str, Any]:
+    """The resolved config as plain JSON-compatible data."""
+    return config.model_dump(mode="json")
+
+
+def config_hash(config: Section) -> str:
+    """A short stable hash of the resolved config, for provenance columns."""
+    text = json.dumps(config_to_dict(config), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def write_resolved_config(config: Section, out_dir: Path, name: str = "config.resolved.yaml") -> Path:
+    """Write the resolved config next to a job's outputs (atomically) and return its path."""
+    from engine.storage import atomic_write_text
+
+    text = yaml.safe_dump(config_to_dict(config), sort_keys=False)
+    return atomic_write_text(Path(out_dir) / name, text)

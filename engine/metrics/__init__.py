@@ -1,0 +1,1 @@
+"""Pure metric functions (numpy only), cross-checked in tests against independent code."""

@@ -1,0 +1,112 @@
+"""Ultralytics detectors built offline: an architecture `.yaml` (random weights) or a local `.pt`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from pydantic import Field
+
+from engine.config import Section
+from engine.models import ModelError
+from engine.offline import configure_ultralytics
+
+ARCH_DIR = Path(__file__).parent / "archs"
+TINY_YOLO = "quarry-yolo-tiny.yaml"  # shipped with Quarry: YOLOv8 at half of n's width
+
+
+class DetectorSpec(Section):
+    """Which detector to load and how to run it."""
+
+    source: str = Field("yolov8n.yaml", description="Ultralytics architecture (.yaml name or path) or local weights (.pt)")
+    imgsz: int = Field(256, ge=32, le=4096, multiple_of=32, description="inference size in pixels (multiple of 32)")
+    conf_threshold: float = Field(0.25, ge=0.0, le=1.0, description="minimum box confidence kept")
+    iou_threshold: float = Field(0.5, gt=0.0, le=1.0, description="NMS IoU threshold")
+    device: str = Field("cpu", description="torch device: cpu, cuda, cuda:0 ...")
+    half: bool = Field(False, description="fp16 inference (CUDA only; ignored on CPU)")
+
+
+@dataclass(frozen=True)
+class Detections:
+    """Boxes for one image: xyxy pixels (n, 4), confidence (n,), class id (n,)."""
+
+    xyxy: np.ndarray
+    conf: np.ndarray
+    cls: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.conf)
+
+
+def build_detector(source: str, class_names: list[str] | None = None):
+    """Return an `ultralytics.YOLO` built without any download.
+
+    - `*.pt`: must be a local file (Ultralytics would otherwise fetch e.g. `yolov8n.pt`).
+    - `*.yaml`: an architecture from Ultralytics' model zoo (`yolov8n.yaml`, `yolo11n.yaml`),
+      Quarry's `quarry-yolo-tiny.yaml`, or a path; weights are random.
+    `class_names` sets the number of classes and their names of an architecture.
+    """
+    configure_ultralytics()
+    from ultralytics import YOLO
+    from ultralytics.nn.tasks import DetectionModel
+
+    suffix = Path(source).suffix.lower()
+    if suffix == ".pt":
+        if not Path(source).is_file():
+            raise ModelError(
+                f"detector weights not found: {source} (Quarry never downloads weights; "
+                "give a local .pt file or an architecture such as yolov8n.yaml)"
+            )
+        try:
+            model = YOLO(source, task="detect")
+        except Exception as exc:  # a corrupt or foreign checkpoint
+            raise ModelError(f"cannot load detector weights {source}: {exc}") from None
+        if class_names and list(model.names.values()) != list(class_names):
+            raise ModelError(f"{source} predicts classes {list(model.names.values())}, expected {list(class_names)}")
+        return model
+    if source == TINY_YOLO and not Path(source).exists():
+        source = str(ARCH_DIR / TINY_YOLO)
+    if suffix not in (".yaml", ".yml"):
+        raise ModelError(f"detector source {source!r}: expected an architecture .yaml or a weights .pt file")
+    try:
+        model = YOLO(source, task="detect")
+    except FileNotFoundError:
+        raise ModelError(
+            f"detector architecture not found: {source} (use a path or an Ultralytics name like yolov8n.yaml)"
+        ) from None
+    if class_names:
+        cfg = model.model.yaml
+        model.model = DetectionModel(cfg, nc=len(class_names), verbose=False)
+        model.model.names = dict(enumerate(class_names))
+    return model
+
+
+def detect(model, images_rgb: list[np.ndarray], spec: DetectorSpec) -> list[Detections]:
+    """Run the detector on RGB uint8 images (H, W, 3); return one `Detections` per image."""
+    if not images_rgb:
+        return []
+    # Ultralytics treats numpy input as BGR (OpenCV order).
+    images_bgr = [np.ascontiguousarray(img[..., ::-1]) for img in images_rgb]
+    # fp16 only where the device supports it; Ultralytics 8.4 names it `quantize=16`.
+    quantize = 16 if spec.half and spec.device.startswith("cuda") else None
+    results = model.predict(
+        images_bgr,
+        imgsz=spec.imgsz,
+        conf=spec.conf_threshold,
+        iou=spec.iou_threshold,
+        device=spec.device,
+        quantize=quantize,
+        verbose=False,
+    )
+    out = []
+    for result in results:
+        boxes = result.boxes
+        out.append(
+            Detections(
+                xyxy=boxes.xyxy.cpu().numpy().astype(np.float32),
+                conf=boxes.conf.cpu().numpy().astype(np.float32),
+                cls=boxes.cls.cpu().numpy().astype(np.int64),
+            )
+        )
+    return out

@@ -1,0 +1,45 @@
+"""segmentation-models-pytorch models built offline (`encoder_weights=None`), optional checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from engine.config import Section
+from engine.models import ModelError
+
+
+class SegmenterSpec(Section):
+    """Which segmentation model to build."""
+
+    arch: str = Field("Unet", description="smp architecture: Unet, FPN, DeepLabV3Plus, ...")
+    encoder: str = Field("resnet18", description="smp encoder name")
+    in_channels: int = Field(3, ge=1, le=16)
+    classes: int = Field(1, ge=1, description="output channels (1 = binary forgery mask)")
+    checkpoint: Path | None = Field(None, description="local state_dict (.pt/.pth) to load")
+    device: str = Field("cpu", description="torch device")
+
+
+def build_segmenter(spec: SegmenterSpec):
+    """Return an smp model with random encoder weights, or loaded from `spec.checkpoint`."""
+    import segmentation_models_pytorch as smp
+    import torch
+
+    try:
+        model = smp.create_model(
+            spec.arch, encoder_name=spec.encoder, encoder_weights=None, in_channels=spec.in_channels, classes=spec.classes
+        )
+    except KeyError as exc:
+        raise ModelError(f"unknown smp architecture or encoder ({spec.arch}, {spec.encoder}): {exc}") from None
+    if spec.checkpoint is not None:
+        if not Path(spec.checkpoint).is_file():
+            raise ModelError(f"segmenter checkpoint not found: {spec.checkpoint}")
+        state = torch.load(spec.checkpoint, map_location="cpu", weights_only=True)
+        if isinstance(state, dict) and "state_dict" in state:
+            state = state["state_dict"]
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as exc:
+            raise ModelError(f"{spec.checkpoint} does not fit {spec.arch}/{spec.encoder}: {exc}") from None
+    return model.to(spec.device).eval()

@@ -1,0 +1,136 @@
+"""Still-image sets drawn from the world: the YOLO detection set, held-out sets, segmentation set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import yaml
+
+from engine.storage import atomic_path, atomic_write_text, write_table
+from engine.synth.camera import Camera
+from engine.synth.config import SynthConfig
+from engine.synth.render import FrameLabel, render_frame
+from engine.synth.scenario import make_scenario, rng_for
+from engine.synth.segmentation import AUTHENTIC_KINDS, DARK_MEAN_MAX, FORGERY_BANDS, make_authentic, make_copy_move
+from engine.synth.shapes import CUE_CLASSES, LOOKALIKE_KINDS
+
+# seed-sequence part ids (videos use 1)
+PARTS = {"train": 2, "val": 3, "workzone": 4, "lookalike": 5, "authentic": 6, "forged": 7}
+
+
+def write_image(path: Path, rgb: np.ndarray) -> None:
+    """Write an RGB image atomically; the format follows the suffix (.jpg at quality 95, .png)."""
+    params = [cv2.IMWRITE_JPEG_QUALITY, 95] if Path(path).suffix.lower() in (".jpg", ".jpeg") else []
+    with atomic_path(path) as tmp:
+        if not cv2.imwrite(str(tmp), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), params):
+            raise OSError(f"could not write image {path}")
+
+
+def yolo_label_text(labels: list[FrameLabel], width: int, height: int) -> str:
+    """YOLO label lines `class cx cy w h` (normalised) for the cue objects; lookalikes get none."""
+    lines = []
+    for label in labels:
+        if not label.is_cue:
+            continue
+        x1, y1, x2, y2 = label.box
+        lines.append(f"{label.class_id} {(x1 + x2) / 2 / width:.6f} {(y1 + y2) / 2 / height:.6f} "
+                     f"{(x2 - x1) / width:.6f} {(y2 - y1) / height:.6f}")
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+def sample_frame(rng: np.random.Generator, kind: str, lookalike_kind: str | None, cfg: SynthConfig):
+    """Draw a scenario and a frame that shows what `kind` is about (cues, lookalikes or neither)."""
+    v = cfg.videos
+    camera = Camera(v.width_px, v.height_px)
+    scenario = make_scenario(rng, kind, v.duration_s, lookalike_kind)
+    n_frames = max(1, int(round(v.duration_s * v.fps)))
+    for _ in range(30):
+        img, labels, _ = render_frame(scenario, camera, int(rng.integers(n_frames)), v.fps)
+        wanted = {"workzone": any(l.is_cue for l in labels), "lookalike": any(not l.is_cue for l in labels)}
+        if wanted.get(kind, True):
+            break
+    return img, labels, scenario
+
+
+def _write_split(cfg: SynthConfig, root: Path, split: str, image_dir: Path, label_dir: Path, n: int) -> list[dict]:
+    rows = []
+    background = cfg.detection.background_fraction
+    for i in range(n):
+        rng = rng_for(cfg.seed, PARTS[split], i)
+        if split == "lookalike":
+            kind, lookalike_kind = "lookalike", LOOKALIKE_KINDS[i % len(LOOKALIKE_KINDS)]
+        elif split == "workzone":
+            kind, lookalike_kind = "workzone", None
+        else:  # train / val: work zones plus plain background frames, never lookalikes
+            kind, lookalike_kind = ("clean" if rng.random() < background else "workzone"), None
+        img, labels, scenario = sample_frame(rng, kind, lookalike_kind, cfg)
+        name = f"{split}_{i:05d}"
+        write_image(image_dir / f"{name}.jpg", img)
+        atomic_write_text(label_dir / f"{name}.txt", yolo_label_text(labels, img.shape[1], img.shape[0]))
+        rows.append({
+            "image": str((image_dir / f"{name}.jpg").relative_to(root)), "split": split, "kind": kind,
+            "lookalike_kind": lookalike_kind, "weather": scenario.weather, "daytime": scenario.daytime,
+            "scene": scenario.scene, "region": scenario.region, "n_cues": sum(l.is_cue for l in labels),
+            "n_lookalikes": sum(not l.is_cue for l in labels),
+        })
+    return rows
+
+
+def _write_data_yaml(path: Path, train: str, val: str) -> None:
+    # No `path:` key: Ultralytics then resolves train/val against this file's folder,
+    # so the world can be moved or copied.
+    data = {"train": train, "val": val, "names": dict(enumerate(CUE_CLASSES))}
+    atomic_write_text(path, yaml.safe_dump(data, sort_keys=False))
+
+
+def write_detection_set(cfg: SynthConfig) -> dict[str, int]:
+    """The base detector's YOLO dataset and the held-out work-zone / lookalike sets."""
+    out, d = Path(cfg.out_dir), cfg.detection
+    det = out / "detection"
+    rows = []
+    for split, n in (("train", d.n_train), ("val", d.n_val)):
+        rows += _write_split(cfg, det, split, det / "images" / split, det / "labels" / split, n)
+    _write_data_yaml(det / "data.yaml", "images/train", "images/val")
+    write_table(pd.DataFrame(rows), det / "index.parquet")
+    held = out / "heldout"
+    held_rows = []
+    for split, n in (("workzone", d.n_heldout_workzone), ("lookalike", d.n_heldout_lookalike)):
+        held_rows += _write_split(cfg, held, split, held / split / "images", held / split / "labels", n)
+        _write_data_yaml(held / split / "data.yaml", "images", "images")
+    write_table(pd.DataFrame(held_rows), held / "index.parquet")
+    return {"train": d.n_train, "val": d.n_val, "heldout_workzone": d.n_heldout_workzone,
+            "heldout_lookalike": d.n_heldout_lookalike}
+
+
+def write_segmentation_set(cfg: SynthConfig) -> dict[str, int]:
+    """Authentic images (a share of them dark) and copy-move forgeries with masks."""
+    s = cfg.segmentation
+    root = Path(cfg.out_dir) / "segmentation"
+    rows = []
+    for i in range(s.n_authentic):
+        rng = rng_for(cfg.seed, PARTS["authentic"], i)
+        kind = "dark" if rng.random() < s.dark_fraction else str(rng.choice(AUTHENTIC_KINDS[:3]))
+        img = make_authentic(rng, kind, s.size_px)
+        name = f"authentic/authentic_{i:05d}.png"
+        write_image(root / name, img)
+        rows.append({"image": name, "mask": None, "kind": "authentic", "source_kind": kind, "band": None,
+                     "forgery_area_frac": 0.0, "mean_brightness": float(img.mean())})
+    bands = list(FORGERY_BANDS)
+    for i in range(s.n_forged):
+        rng = rng_for(cfg.seed, PARTS["forged"], i)
+        source_kind = str(rng.choice(AUTHENTIC_KINDS[:3]))
+        band = bands[i % len(bands)]
+        forged, mask = make_copy_move(rng, make_authentic(rng, source_kind, s.size_px), band)
+        name, mask_name = f"forged/forged_{i:05d}.png", f"masks/forged_{i:05d}.png"
+        write_image(root / name, forged)
+        with atomic_path(root / mask_name) as tmp:
+            cv2.imwrite(str(tmp), mask * 255)
+        rows.append({"image": name, "mask": mask_name, "kind": "forged", "source_kind": source_kind, "band": band,
+                     "forgery_area_frac": float(mask.mean()), "mean_brightness": float(forged.mean())})
+    index = pd.DataFrame(rows, columns=["image", "mask", "kind", "source_kind", "band", "forgery_area_frac", "mean_brightness"])
+    index["is_dark"] = index["mean_brightness"] < DARK_MEAN_MAX
+    write_table(index, root / "index.parquet")
+    return {"authentic": s.n_authentic, "forged": s.n_forged, "dark": int(index["is_dark"].sum())}

@@ -1,0 +1,112 @@
+"""Generate the synthetic world on disk: videos + ground truth, YOLO datasets, segmentation set.
+
+Layout under `out_dir`:
+    videos/<stem>.mp4              H.264 road scenes
+    videos.parquet / videos.csv    one row per video: video_uri (relative), video_label, metadata
+    ground_truth/boxes.parquet     one row per drawn cue or lookalike per frame
+    ground_truth/frames.parquet    one row per frame: zone state, cue and lookalike counts
+    detection/                     YOLO dataset for the base detector (no lookalikes): data.yaml,
+                                   images/{train,val}, labels/{train,val}, index.parquet
+    heldout/{workzone,lookalike}/  held-out frames (YOLO layout + data.yaml), heldout/index.parquet
+    segmentation/                  authentic/ forged/ masks/ and index.parquet
+    world.json                     counts and the config hash
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from engine.config import config_hash
+from engine.storage import atomic_write_json, write_table
+from engine.synth.camera import Camera
+from engine.synth.config import SynthConfig
+from engine.synth.datasets import write_detection_set, write_segmentation_set
+from engine.synth.render import render_background, render_frame
+from engine.synth.scenario import VIDEO_LABELS, make_scenario, rng_for
+from engine.synth.shapes import LOOKALIKE_KINDS
+from engine.synth.video_io import write_h264
+
+log = logging.getLogger("quarry.synth")
+
+PART_VIDEOS = 1  # seed-sequence part id of the videos (see scenario.rng_for)
+
+
+def video_plan(cfg: SynthConfig) -> list[tuple[str, str, str | None]]:
+    """(stem, kind, lookalike_kind) for every video; lookalike kinds cycle so each appears."""
+    v = cfg.videos
+    plan = [(f"workzone_{i:04d}", "workzone", None) for i in range(v.n_workzone)]
+    plan += [(f"lookalike_{i:04d}", "lookalike", LOOKALIKE_KINDS[i % len(LOOKALIKE_KINDS)]) for i in range(v.n_lookalike)]
+    plan += [(f"clean_{i:04d}", "clean", None) for i in range(v.n_clean)]
+    return plan
+
+
+def write_video(cfg: SynthConfig, index: int, stem: str, kind: str, lookalike_kind: str | None):
+    """Render and encode one video; return (metadata row, box rows, frame rows)."""
+    v = cfg.videos
+    camera = Camera(v.width_px, v.height_px)
+    scenario = make_scenario(rng_for(cfg.seed, PART_VIDEOS, index), kind, v.duration_s, lookalike_kind)
+    background = render_background(scenario, camera)
+    n_frames = max(1, int(round(v.duration_s * v.fps)))
+    boxes, frames = [], []
+
+    def frames_iter():
+        for frame in range(n_frames):
+            img, labels, state = render_frame(scenario, camera, frame, v.fps, background)
+            for label in labels:
+                boxes.append({"video_stem": stem, "frame": frame, "kind": label.kind, "class_id": label.class_id,
+                              "is_cue": label.is_cue, "x1": label.box[0], "y1": label.box[1], "x2": label.box[2], "y2": label.box[3]})
+            n_cues = sum(label.is_cue for label in labels)
+            frames.append({"video_stem": stem, "frame": frame, "t_s": frame / v.fps, "zone_state": state,
+                           "n_cues": n_cues, "n_lookalikes": len(labels) - n_cues})
+            yield img
+
+    path = cfg.out_dir / "videos" / f"{stem}.mp4"
+    write_h264(frames_iter(), path, v.fps, v.crf)
+    meta = {
+        "video_uri": f"videos/{stem}.mp4", "video_stem": stem, "video_label": VIDEO_LABELS[kind], "kind": kind,
+        "lookalike_kind": lookalike_kind, "weather": scenario.weather, "daytime": scenario.daytime,
+        "scene": scenario.scene, "region": scenario.region, "fps": v.fps, "n_frames": n_frames,
+        "width": v.width_px, "height": v.height_px, "duration_s": n_frames / v.fps,
+    }
+    return meta, boxes, frames
+
+
+def generate_world(cfg: SynthConfig) -> dict:
+    """Write the whole world under `cfg.out_dir` and return its summary (also in world.json)."""
+    out = Path(cfg.out_dir)
+    started = time.perf_counter()
+    metas, all_boxes, all_frames = [], [], []
+    plan = video_plan(cfg)
+    for index, (stem, kind, lookalike_kind) in enumerate(plan):
+        meta, boxes, frames = write_video(cfg, index, stem, kind, lookalike_kind)
+        metas.append(meta)
+        all_boxes += boxes
+        all_frames += frames
+        log.info("video %d/%d %s (%s)", index + 1, len(plan), stem, meta["video_label"])
+    box_columns = ["video_stem", "frame", "kind", "class_id", "is_cue", "x1", "y1", "x2", "y2"]
+    write_table(pd.DataFrame(metas), out / "videos.parquet", csv=True)
+    write_table(pd.DataFrame(all_boxes, columns=box_columns), out / "ground_truth" / "boxes.parquet")
+    write_table(pd.DataFrame(all_frames), out / "ground_truth" / "frames.parquet")
+    videos_s = time.perf_counter() - started
+
+    detection = write_detection_set(cfg)
+    log.info("detection images: %s", detection)
+    segmentation = write_segmentation_set(cfg)
+    log.info("segmentation images: %s", segmentation)
+    summary = {
+        "seed": cfg.seed,
+        "config_hash": config_hash(cfg),
+        "videos": {label: sum(m["video_label"] == label for m in metas) for label in ("tp", "fp", "clean")},
+        "video_frames": len(all_frames),
+        "video_cue_boxes": sum(b["is_cue"] for b in all_boxes),
+        "video_lookalike_boxes": sum(not b["is_cue"] for b in all_boxes),
+        "detection_images": detection,
+        "segmentation_images": segmentation,
+        "seconds": {"videos": round(videos_s, 2), "total": round(time.perf_counter() - started, 2)},
+    }
+    atomic_write_json(out / "world.json", summary)
+    return summary

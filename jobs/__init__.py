@@ -1,0 +1,1 @@
+"""Quarry jobs: one thin entry point per job (`quarry <job>` == `python -m jobs.<job>`)."""
