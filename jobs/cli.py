@@ -1,7 +1,8 @@
 """The `quarry` command: one subcommand per module in `jobs/`.
 
 Every job module defines `CONFIG` (its pydantic config model), `SUMMARY` (one line for
-`quarry --help`) and `run(config) -> dict`. This module parses `--config FILE` and dotted
+`quarry --help`), `run(config) -> dict` and optionally `format_summary(dict) -> str` for
+a human report (otherwise the summary is printed as JSON). This module parses `--config FILE` and dotted
 `key=value` overrides, validates them before any work, writes nothing itself, and turns
 `ConfigError`/`ModelError` into a one-line message and exit code 2.
 """
@@ -56,7 +57,8 @@ def run_job(module: ModuleType, argv: list[str] | None = None, prog: str | None 
     except (ConfigError, ModelError) as exc:
         print(f"quarry {name}: {exc}", file=sys.stderr)
         return 2
-    print(json.dumps(summary, indent=2, default=str))
+    formatter = getattr(module, "format_summary", None)
+    print(formatter(summary) if formatter else json.dumps(summary, indent=2, default=str))
     return 0
 
 

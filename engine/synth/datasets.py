@@ -16,6 +16,7 @@ from engine.synth.render import FrameLabel, render_frame
 from engine.synth.scenario import make_scenario, rng_for
 from engine.synth.segmentation import AUTHENTIC_KINDS, DARK_MEAN_MAX, FORGERY_BANDS, make_authentic, make_copy_move
 from engine.synth.shapes import CUE_CLASSES, LOOKALIKE_KINDS
+from engine.yolo_format import format_yolo_labels
 
 # seed-sequence part ids (videos use 1)
 PARTS = {"train": 2, "val": 3, "workzone": 4, "lookalike": 5, "authentic": 6, "forged": 7}
@@ -30,15 +31,9 @@ def write_image(path: Path, rgb: np.ndarray) -> None:
 
 
 def yolo_label_text(labels: list[FrameLabel], width: int, height: int) -> str:
-    """YOLO label lines `class cx cy w h` (normalised) for the cue objects; lookalikes get none."""
-    lines = []
-    for label in labels:
-        if not label.is_cue:
-            continue
-        x1, y1, x2, y2 = label.box
-        lines.append(f"{label.class_id} {(x1 + x2) / 2 / width:.6f} {(y1 + y2) / 2 / height:.6f} "
-                     f"{(x2 - x1) / width:.6f} {(y2 - y1) / height:.6f}")
-    return "\n".join(lines) + ("\n" if lines else "")
+    """YOLO label text for the cue objects of a frame; lookalikes are never labelled."""
+    cues = [label for label in labels if label.is_cue]
+    return format_yolo_labels([l.class_id for l in cues], [l.box for l in cues], width, height)
 
 
 def sample_frame(rng: np.random.Generator, kind: str, lookalike_kind: str | None, cfg: SynthConfig):

@@ -13,7 +13,7 @@ from engine.synth.shapes import CUE_CLASSES, draw_object, mask_box
 
 DAYTIME_GAIN = {"day": 1.0, "dusk": 0.72, "night": 0.42}
 DASH_PERIOD_M, DASH_LENGTH_M = 9.0, 3.0
-MIN_LABEL_PX = 3  # boxes narrower or shorter than this (after clipping) are not labelled
+MIN_LABEL_PX = 3  # boxes narrower or shorter than this after clipping to the frame are not labelled
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ APPROACH_M = 35.0  # a zone is APPROACHING when its start is this close ahead
 EXIT_M = 10.0  # the last metres of a zone are EXITING ...
 EXIT_TAIL_M = 5.0  # ... and so are the first metres after it
 NEAR_M, FAR_M = 2.5, 48.0  # visible depth range
+MIN_VISIBLE_PX = 6  # objects shorter than this on screen are not drawn (too far to label)
 
 
 @dataclass(frozen=True)
@@ -181,7 +182,7 @@ def visible_objects(scenario: Scenario, camera, t_s: float) -> list[tuple[SceneO
             continue
         width_m, height_m = SIZES_M[obj.kind]
         box = camera.project_box(obj.x_m, depth, width_m, height_m)
-        if box[3] - box[1] < 4 or box[2] < 0 or box[0] >= camera.width_px:
+        if box[3] - box[1] < MIN_VISIBLE_PX or box[2] < 0 or box[0] >= camera.width_px:
             continue  # too small to see, or entirely out of frame
         in_view.append((obj, box, depth))
     in_view.sort(key=lambda item: -item[2])

@@ -1,0 +1,1 @@
+"""Evaluation of detectors and segmenters on held-out data."""

@@ -1,0 +1,1 @@
+"""Training: the user's base detector (Ultralytics' own trainer) and, later, Ray Train fine-tuning."""

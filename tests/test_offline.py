@@ -1,0 +1,98 @@
+"""Offline: building, predicting and training every model family never touches the network."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from engine.models import ModelError
+from engine.models.clip import ClipSpec, build_clip
+from engine.models.detector import build_detector
+from engine.models.segmenter import SegmenterSpec, build_segmenter
+from engine.offline import OFFLINE_ENV, enable_offline
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_build_predict_train_without_network(tiny_world, tmp_path):
+    cfg, _ = tiny_world
+    env = {k: v for k, v in os.environ.items() if k not in OFFLINE_ENV and k != "YOLO_CONFIG_DIR"}
+    env["QUARRY_CACHE_DIR"] = str(tmp_path / "cache")  # a fresh config dir: no font, no settings yet
+    env["PYTHONPATH"] = str(REPO)
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "tests" / "offline_probe.py"), str(Path(cfg.out_dir) / "detection" / "data.yaml"), str(tmp_path)],
+        capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["steps"] == ["detector", "clip", "segmenter"]
+    assert result["control_caught"], "the audit hook did not see a real connection attempt"
+    assert result["attempts"] == []
+    font = tmp_path / "cache" / "ultralytics" / "Ultralytics" / "Arial.ttf"
+    assert font.is_file()
+    settings = json.loads((font.parent / "settings.json").read_text())
+    assert settings["sync"] is False and settings["mlflow"] is False and settings["raytune"] is False
+
+
+def test_enable_offline_sets_every_switch(monkeypatch, tmp_path):
+    for key in list(OFFLINE_ENV) + ["YOLO_CONFIG_DIR"]:
+        monkeypatch.delenv(key, raising=False)
+    env = enable_offline(cache_dir=tmp_path)
+    for key, value in OFFLINE_ENV.items():
+        assert os.environ[key] == value
+    assert env["YOLO_CONFIG_DIR"] == str(tmp_path / "ultralytics")
+    assert (tmp_path / "ultralytics" / "Ultralytics" / "Arial.ttf").stat().st_size > 100_000
+
+
+def test_user_yolo_config_dir_is_kept(monkeypatch, tmp_path):
+    monkeypatch.setenv("YOLO_CONFIG_DIR", str(tmp_path / "mine"))
+    assert enable_offline(cache_dir=tmp_path)["YOLO_CONFIG_DIR"] == str(tmp_path / "mine")
+
+
+def test_detector_names_never_download(tmp_path):
+    with pytest.raises(ModelError, match="never downloads"):
+        build_detector("yolov8n.pt")
+    with pytest.raises(ModelError, match="architecture not found"):
+        build_detector("yolov8q.yaml")
+    with pytest.raises(ModelError, match="expected an architecture"):
+        build_detector("model.onnx")
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(ModelError, match="cannot load detector weights"):
+        build_detector(str(bad))
+
+
+def test_tiny_detector_has_requested_classes():
+    model = build_detector("quarry-yolo-tiny.yaml", ["a", "b"])
+    assert model.names == {0: "a", 1: "b"}
+    n_params = sum(p.numel() for p in model.model.parameters())
+    assert n_params < 1_500_000
+
+
+def test_clip_and_segmenter_errors(tmp_path):
+    with pytest.raises(ModelError, match="unknown CLIP architecture"):
+        build_clip(ClipSpec(arch="no-such-clip"))
+    with pytest.raises(ModelError, match="checkpoint not found"):
+        build_clip(ClipSpec(checkpoint=tmp_path / "missing.pt"))
+    with pytest.raises(ModelError, match="unknown smp"):
+        build_segmenter(SegmenterSpec(arch="NoSuchNet"))
+    with pytest.raises(ModelError, match="checkpoint not found"):
+        build_segmenter(SegmenterSpec(checkpoint=tmp_path / "missing.pth"))
+
+
+def test_segmenter_checkpoint_round_trip(tmp_path):
+    import torch
+
+    spec = SegmenterSpec(encoder="resnet18")
+    model = build_segmenter(spec)
+    torch.save(model.state_dict(), tmp_path / "seg.pth")
+    again = build_segmenter(spec.model_copy(update={"checkpoint": tmp_path / "seg.pth"}))
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(model(x), again(x))
