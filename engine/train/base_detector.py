@@ -30,7 +30,12 @@ class BaseTrainingConfig(Section):
     batch: int = Field(16, ge=1, le=1024)
     workers: int = Field(2, ge=0, le=64, description="dataloader worker processes")
     device: str = Field("cpu", description="cpu, 0, 0,1 ... as Ultralytics takes it")
-    close_mosaic: int = Field(3, ge=0, description="last epochs trained without mosaic augmentation")
+    optimizer: str = Field("AdamW", description="Ultralytics optimizer name (SGD, Adam, AdamW, auto ...)")
+    lr0: float = Field(0.004, gt=0.0, le=1.0, description="initial learning rate")
+    # Mosaic and strong zoom shrink the world's already small objects: with them, val mAP50
+    # after 7 epochs was 0.15 instead of 0.34 in our runs on the demo world.
+    mosaic: float = Field(0.0, ge=0.0, le=1.0, description="probability of mosaic augmentation")
+    scale: float = Field(0.25, ge=0.0, le=0.9, description="random zoom gain (+/-)")
     patience: int = Field(50, ge=1, description="early-stopping patience in epochs")
     seed: int = Field(0, ge=0)
 
@@ -49,7 +54,11 @@ def train_base_detector(data_yaml: Path, out_dir: Path, cfg: BaseTrainingConfig)
         batch=cfg.batch,
         workers=cfg.workers,
         device=cfg.device,
-        close_mosaic=min(cfg.close_mosaic, cfg.epochs),
+        optimizer=cfg.optimizer,
+        lr0=cfg.lr0,
+        mosaic=cfg.mosaic,
+        close_mosaic=0,
+        scale=cfg.scale,
         patience=cfg.patience,
         seed=cfg.seed,
         deterministic=True,

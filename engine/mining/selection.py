@@ -1,0 +1,77 @@
+"""Which gated frames become candidates, and why every other frame did not (pure numpy).
+
+Two modes:
+- `edge-cases` (seed 000): frames that pass the gate with a fused score inside the band
+  [band_low, band_high]; ranked by gate confidence.
+- `false-alarms` (seed 001): in videos labelled fp or clean (no work zone), frames where the
+  current model fires (yolo_score >= fire_threshold) and, when `require_gate`, the gate
+  would have raised an alarm; ranked by yolo_score. These are hard negatives.
+Then a per-video quota and a minimum gap in frames between candidates (temporal
+de-duplication), greedily by rank (ties: earlier frame first).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+
+MODES = ("edge-cases", "false-alarms")
+FALSE_ALARM_LABELS = ("fp", "clean")
+REASONS = ("selected", "gate_failed", "below_band", "above_band", "model_silent", "not_false_alarm_video",
+           "too_close", "over_quota")
+
+
+@dataclass(frozen=True)
+class SelectionParams:
+    mode: str = "edge-cases"
+    band_low: float = 0.45
+    band_high: float = 0.85
+    fire_threshold: float = 0.25
+    require_gate: bool = True
+    quota_per_video: int = 50
+    min_gap_frames: int = 4
+
+
+def select_candidates(frame: np.ndarray, yolo_score: np.ndarray, fused_score: np.ndarray, gate_pass: np.ndarray,
+                      gate_confidence: np.ndarray, video_label: str, params: SelectionParams) -> np.ndarray:
+    """Reason per row (see REASONS); rows with reason "selected" are the candidates."""
+    frame = np.asarray(frame, np.int64)
+    n = len(frame)
+    reasons = np.full(n, "", dtype=object)
+    gate_pass = np.asarray(gate_pass, bool)
+    if params.mode == "edge-cases":
+        fused = np.asarray(fused_score, np.float64)
+        reasons[~gate_pass] = "gate_failed"
+        reasons[gate_pass & (fused < params.band_low)] = "below_band"
+        reasons[gate_pass & (fused > params.band_high)] = "above_band"
+        priority = np.asarray(gate_confidence, np.float64)
+    elif params.mode == "false-alarms":
+        yolo = np.asarray(yolo_score, np.float64)
+        if video_label not in FALSE_ALARM_LABELS:
+            reasons[:] = "not_false_alarm_video"
+        else:
+            reasons[yolo < params.fire_threshold] = "model_silent"
+            if params.require_gate:
+                reasons[(reasons == "") & ~gate_pass] = "gate_failed"
+        priority = yolo
+    else:
+        raise ValueError(f"unknown mining mode {params.mode!r}; expected one of {MODES}")
+    eligible = np.flatnonzero(reasons == "")
+    order = eligible[np.lexsort((frame[eligible], -priority[eligible]))]
+    chosen: list[int] = []
+    for i in order:
+        if len(chosen) >= params.quota_per_video:
+            reasons[i] = "over_quota"
+        elif any(abs(frame[i] - frame[j]) < params.min_gap_frames for j in chosen):
+            reasons[i] = "too_close"
+        else:
+            reasons[i] = "selected"
+            chosen.append(i)
+    return reasons.astype(str)
+
+
+def count_reasons(reasons: np.ndarray) -> dict[str, int]:
+    counts = Counter(str(r) for r in reasons)
+    return {reason: counts.get(reason, 0) for reason in REASONS if counts.get(reason, 0)}

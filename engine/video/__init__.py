@@ -1,0 +1,1 @@
+"""Video decoding behind one function (decord by default, PyAV as the alternative)."""

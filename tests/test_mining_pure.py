@@ -1,0 +1,137 @@
+"""Fusion, gating and selection on hand-written timelines with known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from engine.mining.fusion import clip_workzone_probability, frame_cues, fuse_scores
+from engine.mining.gating import GateParams, run_gate, zone_states
+from engine.mining.selection import SelectionParams, count_reasons, select_candidates
+
+CONE, BARREL, SIGN = 1 << 0, 1 << 1, 1 << 2
+
+
+def test_fuse_scores_weights():
+    assert fuse_scores(np.array([1.0, 0.0]), np.array([0.0, 1.0]), 0.6, 0.4) == pytest.approx([0.6, 0.4])
+    assert fuse_scores(np.array([0.8]), np.array([0.2]), 3, 1) == pytest.approx([0.65])
+    with pytest.raises(ValueError):
+        fuse_scores(np.array([1.0]), np.array([1.0]), 0, 0)
+
+
+def test_clip_probability_is_softmax_mass():
+    text = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])  # 1 work-zone prompt, 2 lookalike
+    image = np.array([[1.0, 0.0], [0.0, 1.0]])
+    p = clip_workzone_probability(image, text, n_workzone_prompts=1, logit_scale=1.0)
+    e = np.exp
+    assert p[0] == pytest.approx(e(1) / (e(1) + e(0) + e(-1)))
+    assert p[1] == pytest.approx(e(0) / (e(0) + e(1) + e(0)))
+
+
+def test_frame_cues_known_answer():
+    cls = np.array([0, 0, 2, 5])
+    conf = np.array([0.9, 0.2, 0.5, 0.99])  # class 5 is not a cue class
+    xyxy = np.array([[0, 0, 10, 10], [0, 0, 5, 5], [50, 0, 70, 10], [0, 0, 100, 100]])
+    out = frame_cues(cls, conf, xyxy, [0, 1, 2, 3], cue_conf=0.3, frame_w=100, frame_h=50)
+    assert out["yolo_score"] == pytest.approx(0.9)
+    assert out["cue_count"] == 2 and out["cue_mask"] == CONE | SIGN
+    assert out["cue_area_frac"] == pytest.approx((100 + 200) / 5000)
+    assert out["cue_center_x"] == pytest.approx((5 + 60) / 2 / 100)
+    empty = frame_cues([], [], np.zeros((0, 4)), [0, 1], 0.3, 10, 10)
+    assert empty["yolo_score"] == 0.0 and empty["cue_mask"] == 0 and np.isnan(empty["cue_center_x"])
+
+
+def test_gate_window_edges():
+    # cone present in rows 0-2, barrel in rows 1-3; N=2 of W=3, K=2
+    mask = np.array([CONE, CONE | BARREL, CONE | BARREL, BARREL, 0, 0])
+    result = run_gate(mask, np.zeros(6), GateParams(min_cue_kinds=2, min_frames=2, window_frames=3))
+    # cone counts in window: 1,2,3,2,1,0 ; barrel counts: 0,1,2,3,2,1
+    assert result.sustained_cues.tolist() == [0, 1, 2, 2, 1, 0]
+    assert result.gate_pass.tolist() == [False, False, True, True, False, False]
+    assert result.zone_state.tolist() == ["OUT", "APPROACHING", "INSIDE", "INSIDE", "EXITING", "OUT"]
+
+
+def test_gate_gap_breaks_persistence():
+    # present, gap of 3, present again: with N=2 of W=3 the gap drops persistence
+    mask = np.array([CONE | SIGN] * 3 + [0] * 3 + [CONE | SIGN] * 3)
+    result = run_gate(mask, np.ones(9), GateParams(min_cue_kinds=2, min_frames=2, window_frames=3))
+    assert result.gate_pass.tolist() == [False, True, True, True, False, False, False, True, True]
+    assert result.zone_state.tolist() == ["OUT", "INSIDE", "INSIDE", "INSIDE", "EXITING", "OUT", "OUT", "INSIDE", "INSIDE"]
+
+
+def test_gate_confidence_known_answer():
+    mask = np.array([CONE | BARREL] * 4)
+    fused = np.array([0.5, 0.5, 0.5, 0.9])
+    params = GateParams(min_cue_kinds=2, min_frames=2, window_frames=4, persistence_weight=0.6)
+    result = run_gate(mask, fused, params)
+    # row 3: both kinds present 4/4 -> persistence 1.0; fused mean over 4 rows 0.6
+    assert result.gate_confidence[3] == pytest.approx(0.6 * 1.0 + 0.4 * 0.6)
+    # row 0: 1/4 persistence; fused mean over 1 row 0.5
+    assert result.gate_confidence[0] == pytest.approx(0.6 * 0.25 + 0.4 * 0.5)
+
+
+def test_approaching_falls_back_to_out():
+    sustained = np.array([1, 0, 0, 0, 0])
+    states = zone_states(sustained, np.zeros(5, bool), window_frames=3)
+    assert states.tolist() == ["APPROACHING", "APPROACHING", "APPROACHING", "OUT", "OUT"]
+
+
+def test_empty_timeline():
+    result = run_gate(np.zeros(0, np.int64), np.zeros(0), GateParams())
+    assert len(result.gate_pass) == 0 and len(result.zone_state) == 0
+
+
+def _select(mode="edge-cases", label="tp", **kw):
+    frame = np.arange(0, 20, 2)
+    fused = np.array([0.3, 0.5, 0.6, 0.7, 0.9, 0.5, 0.55, 0.6, 0.65, 0.7])
+    yolo = np.array([0.1, 0.3, 0.5, 0.6, 0.9, 0.2, 0.4, 0.8, 0.7, 0.6])
+    gate = np.array([True, True, True, True, True, False, True, True, True, True])
+    conf = np.array([0.5, 0.6, 0.9, 0.8, 0.95, 0.9, 0.7, 0.85, 0.6, 0.75])
+    return select_candidates(frame, yolo, fused, gate, conf, label, SelectionParams(mode=mode, **kw)).tolist()
+
+
+def test_edge_case_band_quota_and_gap():
+    reasons = _select(band_low=0.45, band_high=0.85, quota_per_video=3, min_gap_frames=3)
+    # eligible by confidence: f4(.9) f14(.85) f6(.8) f18(.75) f12(.7) f2(.6) f16(.6)
+    # f4 and f14 taken, f6 too close to f4, f18 fills the quota, the rest are over it
+    assert reasons == ["below_band", "over_quota", "selected", "too_close", "above_band", "gate_failed",
+                       "over_quota", "selected", "over_quota", "selected"]
+    assert count_reasons(np.array(reasons)) == {"selected": 3, "gate_failed": 1, "below_band": 1, "above_band": 1,
+                                                "too_close": 1, "over_quota": 3}
+
+
+def test_false_alarm_mode():
+    assert set(_select(mode="false-alarms", label="tp")) == {"not_false_alarm_video"}
+    reasons = _select(mode="false-alarms", label="fp", fire_threshold=0.35, quota_per_video=10, min_gap_frames=1)
+    assert reasons == ["model_silent", "model_silent", "selected", "selected", "selected", "model_silent",
+                       "selected", "selected", "selected", "selected"]
+    reasons = _select(mode="false-alarms", label="clean", fire_threshold=0.15, require_gate=False, quota_per_video=10,
+                      min_gap_frames=1)
+    assert reasons[5] == "selected" and reasons[0] == "model_silent"
+    with pytest.raises(ValueError, match="unknown mining mode"):
+        _select(mode="nope")
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 15), st.floats(0, 1)), min_size=1, max_size=40), st.randoms())
+def test_gate_and_selection_ignore_arrival_order(rows, rnd):
+    """The per-video step sorts by frame, so any arrival order gives the same candidates."""
+    from engine.mining.timeline import finalize_video
+    import pandas as pd
+
+    frames = pd.DataFrame({
+        "frame": np.arange(len(rows)) * 2,
+        "cue_mask": [m for m, _ in rows],
+        "fused_score": [f for _, f in rows],
+        "yolo_score": [f for _, f in rows],
+    })
+    shuffled = frames.sample(frac=1.0, random_state=rnd.randint(0, 10**6))
+    gate = GateParams(min_cue_kinds=2, min_frames=2, window_frames=3)
+    sel = SelectionParams(band_low=0.2, band_high=0.9, quota_per_video=5, min_gap_frames=3)
+    a = finalize_video(frames, "tp", gate, sel)
+    b = finalize_video(shuffled, "tp", gate, sel)
+    pd.testing.assert_frame_equal(a, b)
+    again = finalize_video(frames, "tp", gate, sel)
+    pd.testing.assert_frame_equal(a, again)
