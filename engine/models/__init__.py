@@ -7,3 +7,12 @@ paths or architectures, and raises `ModelError` with the offending value otherwi
 
 class ModelError(ValueError):
     """A model could not be built from what the user named; the message says why."""
+
+
+def resolve_device(device: str) -> str:
+    """`auto` means the first CUDA device when there is one, else the CPU."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"

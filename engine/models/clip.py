@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import Field
 
 from engine.config import Section
-from engine.models import ModelError
+from engine.models import ModelError, resolve_device
 from engine.offline import enable_offline
 
 TINY_CLIP_CONFIG = Path(__file__).parent / "archs" / "quarry-tiny-clip.json"
@@ -22,7 +22,7 @@ class ClipSpec(Section):
     config_file: Path | None = Field(None, description="open_clip model config JSON for a custom architecture")
     checkpoint: Path | None = Field(None, description="local checkpoint file to load")
     pretrained: str | None = Field(None, description="open_clip pretrained tag; needs the hub cache (offline)")
-    device: str = Field("cpu", description="torch device")
+    device: str = Field("auto", description="torch device; auto = cuda when available, else cpu")
 
 
 @dataclass
@@ -64,8 +64,34 @@ def build_clip(spec: ClipSpec) -> ClipModel:
         raise ModelError(f"CLIP checkpoint not found: {spec.checkpoint}")
     pretrained = str(spec.checkpoint) if spec.checkpoint else spec.pretrained
     try:
-        model, _, preprocess = open_clip.create_model_and_transforms(arch, pretrained=pretrained, device=spec.device)
+        model, _, preprocess = open_clip.create_model_and_transforms(arch, pretrained=pretrained, device=resolve_device(spec.device))
     except RuntimeError as exc:  # e.g. a pretrained tag not in the offline cache
         raise ModelError(f"cannot build CLIP {arch} with pretrained={pretrained!r}: {exc}") from None
     model.eval()
     return ClipModel(model=model, preprocess=preprocess, tokenizer=open_clip.get_tokenizer(arch), arch=arch)
+
+
+def clip_pixels(frames_rgb, clip: ClipModel):
+    """Batch of RGB uint8 frames (b, H, W, 3) -> normalised float tensor (b, 3, S, S).
+
+    The same resize-shortest-side + centre-crop + normalise as open_clip's preprocess, done
+    with OpenCV on the whole batch instead of PIL image by image.
+    """
+    import cv2
+    import numpy as np
+    import torch
+
+    cfg = getattr(clip.model.visual, "preprocess_cfg", {}) or {}
+    size = clip.model.visual.image_size
+    size = size[0] if isinstance(size, (tuple, list)) else size
+    mean = np.array(cfg.get("mean", (0.48145466, 0.4578275, 0.40821073)), np.float32)
+    std = np.array(cfg.get("std", (0.26862954, 0.26130258, 0.27577711)), np.float32)
+    out = np.empty((len(frames_rgb), size, size, 3), np.float32)
+    for i, frame in enumerate(frames_rgb):
+        h, w = frame.shape[:2]
+        scale = size / min(h, w)
+        resized = cv2.resize(frame, (max(size, round(w * scale)), max(size, round(h * scale))), interpolation=cv2.INTER_AREA)
+        top, left = (resized.shape[0] - size) // 2, (resized.shape[1] - size) // 2
+        out[i] = resized[top : top + size, left : left + size]
+    out = (out / 255.0 - mean) / std
+    return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()

@@ -9,7 +9,7 @@ import numpy as np
 from pydantic import Field
 
 from engine.config import Section
-from engine.models import ModelError
+from engine.models import ModelError, resolve_device
 from engine.offline import configure_ultralytics
 
 ARCH_DIR = Path(__file__).parent / "archs"
@@ -23,7 +23,7 @@ class DetectorSpec(Section):
     imgsz: int = Field(256, ge=32, le=4096, multiple_of=32, description="inference size in pixels (multiple of 32)")
     conf_threshold: float = Field(0.25, ge=0.0, le=1.0, description="minimum box confidence kept")
     iou_threshold: float = Field(0.5, gt=0.0, le=1.0, description="NMS IoU threshold")
-    device: str = Field("cpu", description="torch device: cpu, cuda, cuda:0 ...")
+    device: str = Field("auto", description="torch device: auto (cuda when available), cpu, cuda, cuda:0 ...")
     half: bool = Field(False, description="fp16 inference (CUDA only; ignored on CPU)")
 
 
@@ -39,6 +39,18 @@ class Detections:
         return len(self.conf)
 
 
+def check_detector_source(source: str) -> None:
+    """Fail fast, before any cluster work, if `source` cannot be built offline."""
+    suffix = Path(source).suffix.lower()
+    if suffix == ".pt" and not Path(source).is_file():
+        raise ModelError(
+            f"detector weights not found: {source} (Quarry never downloads weights; "
+            "give a local .pt file or an architecture such as yolov8n.yaml)"
+        )
+    if suffix not in (".pt", ".yaml", ".yml"):
+        raise ModelError(f"detector source {source!r}: expected an architecture .yaml or a weights .pt file")
+
+
 def build_detector(source: str, class_names: list[str] | None = None):
     """Return an `ultralytics.YOLO` built without any download.
 
@@ -51,13 +63,9 @@ def build_detector(source: str, class_names: list[str] | None = None):
     from ultralytics import YOLO
     from ultralytics.nn.tasks import DetectionModel
 
+    check_detector_source(source)
     suffix = Path(source).suffix.lower()
     if suffix == ".pt":
-        if not Path(source).is_file():
-            raise ModelError(
-                f"detector weights not found: {source} (Quarry never downloads weights; "
-                "give a local .pt file or an architecture such as yolov8n.yaml)"
-            )
         try:
             model = YOLO(source, task="detect")
         except Exception as exc:  # a corrupt or foreign checkpoint
@@ -67,8 +75,6 @@ def build_detector(source: str, class_names: list[str] | None = None):
         return model
     if source == TINY_YOLO and not Path(source).exists():
         source = str(ARCH_DIR / TINY_YOLO)
-    if suffix not in (".yaml", ".yml"):
-        raise ModelError(f"detector source {source!r}: expected an architecture .yaml or a weights .pt file")
     try:
         model = YOLO(source, task="detect")
     except FileNotFoundError:
@@ -88,14 +94,15 @@ def detect(model, images_rgb: list[np.ndarray], spec: DetectorSpec) -> list[Dete
         return []
     # Ultralytics treats numpy input as BGR (OpenCV order).
     images_bgr = [np.ascontiguousarray(img[..., ::-1]) for img in images_rgb]
+    device = resolve_device(spec.device)
     # fp16 only where the device supports it; Ultralytics 8.4 names it `quantize=16`.
-    quantize = 16 if spec.half and spec.device.startswith("cuda") else None
+    quantize = 16 if spec.half and device.startswith("cuda") else None
     results = model.predict(
         images_bgr,
         imgsz=spec.imgsz,
         conf=spec.conf_threshold,
         iou=spec.iou_threshold,
-        device=spec.device,
+        device=device,
         quantize=quantize,
         verbose=False,
     )

@@ -1,0 +1,156 @@
+"""List the videos to mine: a folder, a glob, an object-store prefix, one file, or a manifest.
+
+Every input gets a `key`: its file stem made safe for file names (ASCII letters, digits,
+`-`, `_`, `.`; no leading dot, no `..`), with a short hash of its URI appended when the
+stem had to change or collides with another input's. Outputs are named by key.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import re
+import unicodedata
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import pandas as pd
+
+from engine.config import ConfigError
+
+VIDEO_LABELS = ("tp", "fp", "clean", "unknown")
+MANIFEST_SUFFIXES = (".csv", ".parquet")
+
+
+@dataclass(frozen=True)
+class VideoInput:
+    uri: str
+    key: str
+    video_label: str = "unknown"
+    metadata: dict = field(default_factory=dict)
+
+
+def is_remote(uri: str) -> bool:
+    return "://" in uri and not uri.startswith("file://")
+
+
+def _local(uri: str) -> str:
+    return uri[len("file://"):] if uri.startswith("file://") else uri
+
+
+def safe_key(stem: str) -> str:
+    """A file-name-safe ASCII version of `stem` (may be empty before de-duplication)."""
+    ascii_stem = unicodedata.normalize("NFKD", stem).encode("ascii", "ignore").decode()
+    key = re.sub(r"[^A-Za-z0-9._-]+", "_", ascii_stem)
+    key = re.sub(r"\.{2,}", "_", key).lstrip(".")
+    return key[:120]
+
+
+def assign_keys(uris: list[str]) -> list[str]:
+    """Unique output keys for `uris` (see module doc); a function of each URI and the stem set."""
+    stems = [Path(_local(u.rstrip("/"))).stem for u in uris]
+    safe = [safe_key(s) for s in stems]
+    seen: dict[str, int] = {}
+    for k in safe:
+        seen[k] = seen.get(k, 0) + 1
+    keys = []
+    for uri, stem, key in zip(uris, stems, safe):
+        if key != stem or seen[key] > 1 or not key:
+            key = f"{key or 'video'}-{hashlib.sha1(uri.encode()).hexdigest()[:8]}"
+        keys.append(key)
+    return keys
+
+
+def _remote_filesystem(uri: str):
+    """(filesystem, path) through pyarrow.fs for s3/gs/hdfs, else fsspec."""
+    try:
+        import pyarrow.fs as pafs
+
+        return "pyarrow", *pafs.FileSystem.from_uri(uri)
+    except Exception:  # pyarrow knows s3/gs/hdfs; anything else goes to fsspec
+        import fsspec
+
+        return "fsspec", *fsspec.core.url_to_fs(uri)
+
+
+def _list_remote(prefix: str, extensions: list[str]) -> list[str]:
+    kind, fs, path = _remote_filesystem(prefix)
+    scheme = prefix.split("://", 1)[0]
+    if kind == "pyarrow":
+        import pyarrow.fs as pafs
+
+        infos = fs.get_file_info(pafs.FileSelector(path, recursive=True, allow_not_found=True))
+        names = [i.path for i in infos if i.type == pafs.FileType.File]
+    else:
+        names = list(fs.find(path))
+    return sorted(f"{scheme}://{n.lstrip('/')}" if not n.startswith(f"{scheme}://") else n
+                  for n in names if Path(n).suffix.lower() in extensions)
+
+
+def _read_manifest(source: str) -> pd.DataFrame:
+    try:
+        if source.endswith(".parquet"):
+            return pd.read_parquet(source)
+        return pd.read_csv(source)
+    except Exception as exc:
+        raise ConfigError(f"input.source = {source!r}: cannot read manifest ({exc})") from None
+
+
+def _from_manifest(source: str) -> list[VideoInput]:
+    table = _read_manifest(source)
+    if "video_uri" not in table.columns:
+        raise ConfigError(f"input.source = {source!r}: manifest needs a video_uri column (has {list(table.columns)})")
+    labels = table["video_label"].fillna("unknown").astype(str) if "video_label" in table.columns else pd.Series(["unknown"] * len(table))
+    bad = sorted(set(labels) - set(VIDEO_LABELS))
+    if bad:
+        raise ConfigError(f"input.source = {source!r}: video_label values {bad} are not one of {list(VIDEO_LABELS)}")
+    base = source.rsplit("/", 1)[0] if is_remote(source) else str(Path(source).parent)
+    uris = []
+    for uri in table["video_uri"].astype(str):
+        # relative URIs in a manifest are relative to the manifest's folder
+        uris.append(uri if is_remote(uri) or Path(_local(uri)).is_absolute() else f"{base}/{uri}")
+    meta_cols = [c for c in table.columns if c not in ("video_uri", "video_label", "video_stem")]
+    metadata = table[meta_cols].astype(object).where(table[meta_cols].notna(), None).to_dict("records")
+    return [VideoInput(u, k, l, m) for u, k, l, m in zip(uris, assign_keys(uris), labels, metadata)]
+
+
+def list_inputs(source: str, extensions: list[str], limit: int | None = None) -> list[VideoInput]:
+    """Resolve `source` to a sorted list of inputs; raise ConfigError naming it if it matches nothing."""
+    extensions = [e.lower() for e in extensions]
+    if source.lower().endswith(MANIFEST_SUFFIXES):
+        inputs = _from_manifest(source)
+    else:
+        if is_remote(source):
+            uris = _list_remote(source, extensions)
+        elif any(ch in source for ch in "*?["):
+            uris = sorted(p for p in glob.glob(source, recursive=True) if Path(p).is_file())
+        elif Path(_local(source)).is_dir():
+            uris = sorted(str(p) for p in Path(_local(source)).rglob("*") if p.is_file() and p.suffix.lower() in extensions)
+        elif Path(_local(source)).is_file():
+            uris = [_local(source)]
+        else:
+            raise ConfigError(f"input.source = {source!r}: no such file, folder, pattern or manifest")
+        inputs = [VideoInput(u, k) for u, k in zip(uris, assign_keys(uris))]
+    if not inputs:
+        raise ConfigError(f"input.source = {source!r}: matched no videos (extensions {extensions})")
+    return inputs[:limit] if limit else inputs
+
+
+@contextmanager
+def local_copy(uri: str, scratch_dir: str | None = None) -> Iterator[str]:
+    """A local path for `uri`: the path itself, or a temporary download of a remote object."""
+    if not is_remote(uri):
+        yield _local(uri)
+        return
+    import shutil
+    import tempfile
+
+    kind, fs, path = _remote_filesystem(uri)
+    with tempfile.TemporaryDirectory(dir=scratch_dir, prefix="quarry-") as tmp:
+        target = Path(tmp) / (safe_key(Path(path).stem) + Path(path).suffix)
+        opener = fs.open_input_stream if kind == "pyarrow" else (lambda p: fs.open(p, "rb"))
+        with opener(path) as src, open(target, "wb") as dst:
+            shutil.copyfileobj(src, dst, length=1 << 20)
+        yield str(target)

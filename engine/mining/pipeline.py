@@ -1,0 +1,177 @@
+"""The mining plan on Ray Data, and the driver loop that turns scored rows into outputs.
+
+    inputs (one row per video) --flat_map(plan_chunks)--> chunk tasks
+        --map_batches(FrameScorer, ActorPoolStrategy(min, max), num_gpus)--> frame rows
+        --iter_batches--> driver: per-video assembly (idempotent on retried rows),
+                          gate + selection (pure), outputs + completion marker
+
+Ray Data keeps no row order and its group-by waits for a full shuffle, so the driver
+assembles each video itself: a video is finished when every chunk reported its end, and
+its timeline is then sorted by frame. Only in-flight videos are held, and rows carry no
+pixels, so driver memory stays flat as the number of videos grows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from engine.config import config_to_dict
+from engine.mining.config import MineConfig
+from engine.mining.gating import GateParams
+from engine.mining.inputs import VideoInput
+from engine.mining.outputs import commit_video, read_marker, record_error
+from engine.mining.selection import SelectionParams
+from engine.mining.timeline import finalize_video
+
+log = logging.getLogger("quarry.mine")
+
+
+POOL_KEYS = ("min_actors", "max_actors", "num_gpus_per_actor", "num_cpus_per_actor")  # where, not what
+
+
+def run_hash(cfg: MineConfig) -> str:
+    """Hash of everything that decides a video's outputs; markers from another hash are redone.
+
+    Pool sizing and resources are left out: resizing the pool must not redo finished videos.
+    """
+    data = config_to_dict(cfg)
+    relevant = {k: data[k] for k in ("decode", "scoring", "gate", "selection")}
+    relevant["scoring"] = {k: v for k, v in relevant["scoring"].items() if k not in POOL_KEYS}
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:12]
+
+
+@dataclass
+class _Pending:
+    frames: list = field(default_factory=list)
+    ended: dict = field(default_factory=dict)  # chunk index -> frame rows the chunk emitted
+    errors: list = field(default_factory=list)
+    n_chunks: int = 0
+
+
+class VideoAssembler:
+    """Collects scored rows per video and reports videos whose chunks have all ended."""
+
+    def __init__(self):
+        self.pending: dict[str, _Pending] = {}
+
+    def add(self, rows: pd.DataFrame) -> list[tuple[str, pd.DataFrame | None, str | None]]:
+        """Add a batch; return (key, frames, error) for each video that just became complete."""
+        finished = []
+        for key, group in rows.groupby("video_key", sort=False):
+            p = self.pending.setdefault(key, _Pending())
+            p.n_chunks = int(group["n_chunks"].max())
+            p.frames.append(group[group["row_kind"] == "frame"])
+            for row in group[group["row_kind"] == "chunk_end"].itertuples():
+                p.ended[int(row.chunk_index)] = int(row.n_rows)
+            for row in group[group["row_kind"] == "error"].itertuples():
+                p.ended[int(row.chunk_index)] = 0
+                p.errors.append(row.error)
+            if len(p.ended) < p.n_chunks:
+                continue
+            frames = pd.concat(p.frames, ignore_index=True).drop_duplicates(["chunk_index", "frame"])
+            per_chunk = frames.groupby("chunk_index").size()
+            if any(per_chunk.get(c, 0) < n for c, n in p.ended.items()):
+                continue  # a chunk's end arrived before some of its rows; wait for them
+            del self.pending[key]
+            finished.append((key, None, p.errors[0]) if p.errors else (key, frames, None))
+        return finished
+
+
+def init_ray(cfg: MineConfig) -> bool:
+    """Connect to the configured cluster, $RAY_ADDRESS, or start a local Ray; True if we started it."""
+    import os
+
+    import ray
+
+    from engine.offline import enable_offline
+
+    if ray.is_initialized():
+        return False
+    env = {"env_vars": enable_offline()}
+    if cfg.ray.address or os.environ.get("RAY_ADDRESS"):
+        ray.init(address=cfg.ray.address, runtime_env=env, log_to_driver=True)
+    else:  # "local" ignores a stale ray_current_cluster file left by `ray stop`
+        ray.init(address="local", num_cpus=cfg.ray.num_cpus, runtime_env=env, include_dashboard=False)
+    return True
+
+
+def build_dataset(cfg: MineConfig, videos: list[VideoInput]):
+    """The Ray Data plan: one row per video -> chunk tasks -> scored frame rows."""
+    import ray
+
+    from engine.mining.stages import FrameScorer, plan_chunks
+
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False  # the driver logs per-video progress instead
+    decode = config_to_dict(cfg.decode)
+    ds = ray.data.from_items([{"uri": v.uri, "key": v.key} for v in videos], override_num_blocks=max(1, len(videos)))
+    ds = ds.flat_map(plan_chunks, fn_kwargs={"decode": decode}, num_cpus=0.25)
+    s = cfg.scoring
+    return ds.map_batches(
+        FrameScorer,
+        fn_constructor_kwargs={"scoring": config_to_dict(s), "decode": decode},
+        batch_size=1,  # one chunk task per call; the scorer batches frames itself
+        batch_format="pandas",
+        compute=ray.data.ActorPoolStrategy(min_size=s.min_actors, max_size=s.max_actors),
+        num_gpus=s.num_gpus_per_actor or None,
+        num_cpus=s.num_cpus_per_actor,
+    )
+
+
+def mine_videos(cfg: MineConfig, videos: list[VideoInput], provenance: dict) -> dict:
+    """Score, gate and commit every video in `videos`; return per-key markers and errors."""
+    out = Path(cfg.output.out_dir)
+    rh = provenance["config_hash"]
+    gate = GateParams(min_cue_kinds=cfg.gate.min_cue_kinds, min_frames=cfg.gate.min_frames,
+                      window_frames=cfg.gate.window_frames, persistence_weight=cfg.gate.persistence_weight,
+                      n_kinds=64)
+    selection = SelectionParams(**cfg.selection.model_dump())
+    by_key = {v.key: v for v in videos}
+    results: dict[str, dict] = {}
+    futures: list[tuple[str, Future]] = []
+    started, frames_done = time.perf_counter(), 0
+    assembler = VideoAssembler()
+    with ThreadPoolExecutor(max_workers=2) as writer:  # JPEG decode/encode releases the GIL
+        for batch in build_dataset(cfg, videos).iter_batches(batch_size=None, batch_format="pandas"):
+            for key, frames, error in assembler.add(batch):
+                video = by_key[key]
+                if error is not None:
+                    results[key] = {"error": record_error(out, video, error, rh)}
+                    log.warning("[%d/%d] %s: error: %s", len(results), len(videos), key, error)
+                    continue
+                timeline = finalize_video(frames, video.video_label, gate, selection)
+                frames_done += len(timeline)
+                futures.append((key, writer.submit(
+                    commit_video, out, video, timeline.drop(columns=["row_kind", "n_rows", "error"]), provenance,
+                    float(timeline["fps"].iloc[0]) / cfg.decode.stride, cfg.output.timeline_csv,
+                    cfg.output.annotated_mp4, cfg.output.jpeg_quality, rh)))
+                rate = frames_done / (time.perf_counter() - started)
+                log.info("[%d/%d] %s: %d frames scored, %d candidates (%.1f frames/s so far)", len(results) + len(futures),
+                         len(videos), key, len(timeline), int(timeline["is_candidate"].sum()), rate)
+        for key, future in futures:
+            try:
+                results[key] = {"marker": future.result()}
+            except Exception as exc:  # e.g. the file went bad between scoring and snapshotting
+                results[key] = {"error": record_error(out, by_key[key], f"writing outputs failed: {exc}", rh)}
+    for video in videos:  # never silently drop an input
+        if video.key not in results:
+            results[video.key] = {"error": record_error(out, video, "scoring produced no result for this video", rh)}
+    return {"results": results, "frames_scored": frames_done, "seconds": time.perf_counter() - started}
+
+
+def completed_keys(out: Path, videos: list[VideoInput], rh: str) -> set[str]:
+    """Inputs whose outputs were committed by a run with the same scoring/gating config."""
+    done = set()
+    for video in videos:
+        marker = read_marker(out, video.key)
+        if marker and marker.get("run_hash") == rh and marker.get("uri") == video.uri:
+            done.add(video.key)
+    return done

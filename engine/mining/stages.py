@@ -1,0 +1,193 @@
+"""The scoring stage: a Ray Data callable class that decodes a chunk of a video and scores
+its frames with the detector and CLIP. One task row in (a video chunk), rows out without
+pixels: one per scored frame, then one `chunk_end` row (or an `error` row) per chunk.
+
+It knows nothing of Ray: `__init__` loads the models once per actor, `__call__` takes a
+batch of task rows. The driver (`pipeline`) turns the rows into per-video timelines.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from typing import Iterator
+
+import numpy as np
+import pandas as pd
+
+from engine.mining.config import DecodeConfig, ScoringConfig
+from engine.mining.fusion import clip_workzone_probability, frame_cues, fuse_scores
+from engine.mining.inputs import local_copy
+from engine.video.decode import VideoDecodeError, decode_frames
+
+log = logging.getLogger("quarry.mine")
+
+# Every row the scorer emits has these columns, so Ray Data can concatenate blocks.
+ROW_COLUMNS = {
+    "row_kind": str,  # frame | chunk_end | error
+    "video_key": str,
+    "chunk_index": np.int64,
+    "n_chunks": np.int64,
+    "frame": np.int64,
+    "t_s": np.float64,
+    "fps": np.float64,
+    "yolo_score": np.float64,
+    "clip_p_workzone": np.float64,
+    "fused_score": np.float64,
+    "cue_count": np.int64,
+    "cue_mask": np.int64,
+    "cue_area_frac": np.float64,
+    "cue_center_x": np.float64,
+    "n_boxes": np.int64,
+    "boxes_json": str,  # [[class name, conf, x1, y1, x2, y2], ...] in decoded-frame pixels
+    "n_rows": np.int64,  # chunk_end: frame rows emitted for the chunk
+    "error": str,
+}
+
+# Fault injection for reliability tests: when this env var names a file that does not exist
+# yet, the first scorer call creates it and kills its own process, as a crashed GPU would.
+KILL_ONCE_ENV = "QUARRY_TEST_KILL_SCORER_ONCE"
+
+
+def empty_row(**values) -> dict:
+    row = {name: (kind() if kind is str else kind(0)) for name, kind in ROW_COLUMNS.items()}
+    row["cue_center_x"] = np.nan
+    row.update(values)
+    return row
+
+
+def to_frame(rows: list[dict]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=list(ROW_COLUMNS)).astype(ROW_COLUMNS)
+
+
+def plan_chunks(video: dict, decode: dict) -> list[dict]:
+    """Probe one video and split its frame range into scoring tasks (Ray Data flat_map).
+
+    A video that cannot be probed becomes one task row carrying the error, so it still
+    reaches the driver and lands in the errors table.
+    """
+    from engine.video.decode import probe_video
+
+    cfg = DecodeConfig.model_validate(decode)
+    base = {"uri": video["uri"], "video_key": video["key"], "fps": 0.0, "first_frame": 0, "last_frame": 0, "error": ""}
+    try:
+        with local_copy(video["uri"]) as path:
+            info = probe_video(path, cfg.backend)
+    except VideoDecodeError as exc:
+        return [{**base, "chunk_index": 0, "n_chunks": 1, "error": exc.reason}]
+    except OSError as exc:  # unreadable remote object, permissions
+        return [{**base, "chunk_index": 0, "n_chunks": 1, "error": f"cannot read: {exc}"}]
+    first = min(int(round(cfg.start_s * info.fps)), info.n_frames)
+    last = info.n_frames if cfg.end_s is None else min(int(round(cfg.end_s * info.fps)), info.n_frames)
+    if last <= first:
+        return [{**base, "chunk_index": 0, "n_chunks": 1, "error": f"no frames in [{cfg.start_s}, {cfg.end_s}) s"}]
+    span = cfg.chunk_frames * cfg.stride  # raw frames per chunk, a multiple of the stride
+    starts = list(range(first, last, span))
+    return [{**base, "fps": info.fps, "chunk_index": i, "n_chunks": len(starts), "first_frame": s,
+             "last_frame": min(s + span, last)} for i, s in enumerate(starts)]
+
+
+class FrameScorer:
+    """Holds the detector and CLIP; scores chunks of videos."""
+
+    def __init__(self, scoring: dict, decode: dict):
+        from engine.offline import enable_offline
+
+        enable_offline()
+        self.scoring = ScoringConfig.model_validate(scoring)
+        self.decode = DecodeConfig.model_validate(decode)
+        self.setup()
+
+    def setup(self) -> None:
+        from engine.models.detector import build_detector
+
+        started = time.perf_counter()
+        self.detector = build_detector(self.scoring.detector.source)
+        names = self.detector.names
+        wanted = self.scoring.cue_classes or list(names.values())
+        unknown = sorted(set(wanted) - set(names.values()))
+        if unknown:
+            raise ValueError(f"scoring.cue_classes {unknown} are not classes of the detector ({list(names.values())})")
+        self.cue_ids = [i for i, n in names.items() if n in wanted]
+        self.clip = None
+        if self.scoring.use_clip:
+            self._setup_clip()
+        log.info("scorer ready in %.1f s (pid %d)", time.perf_counter() - started, os.getpid())
+
+    def _setup_clip(self) -> None:
+        import torch
+
+        from engine.models.clip import build_clip
+
+        self.clip = build_clip(self.scoring.clip)
+        prompts = self.scoring.workzone_prompts + self.scoring.lookalike_prompts
+        device = next(self.clip.model.parameters()).device
+        with torch.no_grad():
+            text = self.clip.model.encode_text(self.clip.tokenizer(prompts).to(device))
+        self.text_emb = torch.nn.functional.normalize(text.float(), dim=-1).cpu().numpy()
+        self.logit_scale = float(self.clip.model.logit_scale.exp().item())
+        self.clip_half = self.scoring.detector.half and device.type == "cuda"
+        if self.clip_half:
+            self.clip.model.half()
+
+    def clip_probabilities(self, frames: np.ndarray) -> np.ndarray:
+        import torch
+
+        from engine.models.clip import clip_pixels
+
+        device = next(self.clip.model.parameters()).device
+        pixels = clip_pixels(frames, self.clip).to(device)
+        with torch.no_grad():
+            emb = self.clip.model.encode_image(pixels.half() if self.clip_half else pixels)
+        emb = torch.nn.functional.normalize(emb.float(), dim=-1).cpu().numpy()
+        return clip_workzone_probability(emb, self.text_emb, len(self.scoring.workzone_prompts), self.logit_scale)
+
+    def score_frames(self, ids: dict, frame_ids: np.ndarray, frames: np.ndarray, fps: float) -> list[dict]:
+        """Rows for one batch of decoded frames."""
+        from engine.models.detector import detect
+
+        detections = detect(self.detector, list(frames), self.scoring.detector)
+        p_wz = self.clip_probabilities(frames) if self.clip is not None else np.zeros(len(frames))
+        h, w = frames.shape[1:3]
+        rows = []
+        for frame, dets, p in zip(frame_ids, detections, p_wz):
+            cues = frame_cues(dets.cls, dets.conf, dets.xyxy, self.cue_ids, self.scoring.cue_conf, w, h)
+            weight_clip = self.scoring.w_clip if self.clip is not None else 0.0
+            fused = float(fuse_scores(np.array([cues["yolo_score"]]), np.array([p]), self.scoring.w_yolo, weight_clip)[0])
+            boxes = [[self.detector.names[int(c)], round(float(s), 4), *(round(float(v), 1) for v in b)]
+                     for c, s, b in zip(dets.cls, dets.conf, dets.xyxy)]
+            rows.append(empty_row(row_kind="frame", frame=int(frame), fps=fps,
+                                  t_s=float(frame) / fps if fps else 0.0, clip_p_workzone=float(p), fused_score=fused,
+                                  n_boxes=len(dets), boxes_json=json.dumps(boxes), **cues, **ids))
+        return rows
+
+    def _maybe_die(self) -> None:
+        marker = os.environ.get(KILL_ONCE_ENV)
+        if marker and not os.path.exists(marker):
+            with open(marker, "w") as f:
+                f.write(str(os.getpid()))
+            os._exit(1)
+
+    def __call__(self, batch: dict) -> Iterator[pd.DataFrame]:
+        self._maybe_die()
+        tasks = pd.DataFrame(batch)
+        for task in tasks.itertuples(index=False):
+            ids = {"video_key": task.video_key, "chunk_index": int(task.chunk_index), "n_chunks": int(task.n_chunks)}
+            if task.error:  # the video could not even be probed
+                yield to_frame([empty_row(row_kind="error", error=task.error, **ids)])
+                continue
+            n_rows = 0
+            try:
+                with local_copy(task.uri) as path:
+                    frames = range(int(task.first_frame), int(task.last_frame), int(self.decode.stride))
+                    size = (self.decode.width_px, self.decode.height_px) if self.decode.width_px else None
+                    for frame_ids, pixels in decode_frames(path, frames, size, self.decode.batch_frames, self.decode.backend):
+                        rows = self.score_frames(ids, frame_ids, pixels, float(task.fps))
+                        n_rows += len(rows)
+                        yield to_frame(rows)
+            except VideoDecodeError as exc:
+                yield to_frame([empty_row(row_kind="error", error=exc.reason, **ids)])
+                continue
+            yield to_frame([empty_row(row_kind="chunk_end", n_rows=n_rows, **ids)])
