@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 # OpenCV must load before decord: decord's bundled zlib otherwise breaks cv2's PNG codec
 # ("libpng error: bad parameters to zlib"). engine.video does the same.
@@ -35,3 +36,30 @@ def tiny_world(tmp_path_factory):
     })
     summary = generate_world(cfg)
     return cfg, summary
+
+
+@pytest.fixture(scope="session")
+def bad_videos(tiny_world, tmp_path_factory):
+    """Broken inputs next to a good one: corrupt bytes, truncation, 0 bytes, text, odd names."""
+    import numpy as np
+
+    cfg, _ = tiny_world
+    good = (Path(cfg.out_dir) / "videos" / "workzone_0000.mp4").read_bytes()
+    folder = tmp_path_factory.mktemp("bad videos")
+    corrupt = bytearray(good)
+    n = len(corrupt)
+    corrupt[n // 4 : n // 2] = np.random.default_rng(0).integers(0, 255, n // 2 - n // 4, dtype=np.uint8).tobytes()
+    files = {
+        "corrupt": ("corrupt.mp4", bytes(corrupt)),
+        "truncated": ("truncated.mp4", good[: n // 2]),
+        "empty": ("empty.mp4", b""),
+        "text": ("notes.mp4", b"this is a text file, not a video\n"),
+        "spaces": ("clip with spaces.mp4", good),
+        "unicode": ("vid\u00e9o \u6f22\u5b57.mp4", good),
+        "dots": ("..hidden..clip.mp4", good),
+    }
+    paths = {}
+    for name, (filename, data) in files.items():
+        paths[name] = folder / filename
+        paths[name].write_bytes(data)
+    return paths

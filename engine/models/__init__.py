@@ -5,6 +5,9 @@ paths or architectures, and raises `ModelError` with the offending value otherwi
 """
 
 
+from contextlib import contextmanager
+
+
 class ModelError(ValueError):
     """A model could not be built from what the user named; the message says why."""
 
@@ -16,3 +19,16 @@ def resolve_device(device: str) -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+INIT_SEED = 0  # random-weight models are seeded, so every actor and every run builds the same one
+
+
+@contextmanager
+def seeded_init(seed: int = INIT_SEED):
+    """Build a model from a fixed torch seed without touching the caller's RNG."""
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield

@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import Field
 
 from engine.config import Section
-from engine.models import ModelError, resolve_device
+from engine.models import ModelError, resolve_device, seeded_init
 from engine.offline import enable_offline
 
 TINY_CLIP_CONFIG = Path(__file__).parent / "archs" / "quarry-tiny-clip.json"
@@ -64,7 +64,8 @@ def build_clip(spec: ClipSpec) -> ClipModel:
         raise ModelError(f"CLIP checkpoint not found: {spec.checkpoint}")
     pretrained = str(spec.checkpoint) if spec.checkpoint else spec.pretrained
     try:
-        model, _, preprocess = open_clip.create_model_and_transforms(arch, pretrained=pretrained, device=resolve_device(spec.device))
+        with seeded_init():
+            model, _, preprocess = open_clip.create_model_and_transforms(arch, pretrained=pretrained, device=resolve_device(spec.device))
     except RuntimeError as exc:  # e.g. a pretrained tag not in the offline cache
         raise ModelError(f"cannot build CLIP {arch} with pretrained={pretrained!r}: {exc}") from None
     model.eval()

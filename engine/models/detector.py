@@ -9,7 +9,7 @@ import numpy as np
 from pydantic import Field
 
 from engine.config import Section
-from engine.models import ModelError, resolve_device
+from engine.models import ModelError, resolve_device, seeded_init
 from engine.offline import configure_ultralytics
 
 ARCH_DIR = Path(__file__).parent / "archs"
@@ -76,15 +76,15 @@ def build_detector(source: str, class_names: list[str] | None = None):
     if source == TINY_YOLO and not Path(source).exists():
         source = str(ARCH_DIR / TINY_YOLO)
     try:
-        model = YOLO(source, task="detect")
+        with seeded_init():
+            model = YOLO(source, task="detect")
+            if class_names:
+                model.model = DetectionModel(model.model.yaml, nc=len(class_names), verbose=False)
+                model.model.names = dict(enumerate(class_names))
     except FileNotFoundError:
         raise ModelError(
             f"detector architecture not found: {source} (use a path or an Ultralytics name like yolov8n.yaml)"
         ) from None
-    if class_names:
-        cfg = model.model.yaml
-        model.model = DetectionModel(cfg, nc=len(class_names), verbose=False)
-        model.model.names = dict(enumerate(class_names))
     return model
 
 

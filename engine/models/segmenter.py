@@ -7,7 +7,7 @@ from pathlib import Path
 from pydantic import Field
 
 from engine.config import Section
-from engine.models import ModelError
+from engine.models import ModelError, seeded_init
 
 
 class SegmenterSpec(Section):
@@ -27,9 +27,10 @@ def build_segmenter(spec: SegmenterSpec):
     import torch
 
     try:
-        model = smp.create_model(
-            spec.arch, encoder_name=spec.encoder, encoder_weights=None, in_channels=spec.in_channels, classes=spec.classes
-        )
+        with seeded_init():
+            model = smp.create_model(
+                spec.arch, encoder_name=spec.encoder, encoder_weights=None, in_channels=spec.in_channels, classes=spec.classes
+            )
     except KeyError as exc:
         raise ModelError(f"unknown smp architecture or encoder ({spec.arch}, {spec.encoder}): {exc}") from None
     if spec.checkpoint is not None:

@@ -34,6 +34,12 @@ class VideoInfo:
     height: int
 
 
+def _first_line(exc: Exception) -> str:
+    """FFmpeg/decord messages are long C++ traces; keep the part a user can act on."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text.rsplit("] ", 1)[-1][:200]
+
+
 def _check_file(path: str) -> None:
     p = Path(path)
     if not p.exists():
@@ -51,7 +57,7 @@ def _decord_reader(path: str, size: tuple[int, int] | None):
     try:
         return decord.VideoReader(path, ctx=decord.cpu(0), width=width, height=height, num_threads=1)
     except Exception as exc:  # decord raises DECORDError / RuntimeError with FFmpeg's text
-        raise VideoDecodeError(path, f"cannot open as video ({str(exc).splitlines()[0][:200]})") from None
+        raise VideoDecodeError(path, f"cannot open as video ({_first_line(exc)})") from None
 
 
 def probe_video(path: str, backend: str = "decord") -> VideoInfo:
@@ -70,7 +76,10 @@ def probe_video(path: str, backend: str = "decord") -> VideoInfo:
     reader = _decord_reader(path, None)
     if len(reader) == 0:
         raise VideoDecodeError(path, "no frames")
-    height, width = reader[0].shape[:2]
+    try:
+        height, width = reader[0].shape[:2]
+    except Exception as exc:
+        raise VideoDecodeError(path, f"decode failed at frame 0 ({_first_line(exc)})") from None
     return VideoInfo(len(reader), float(reader.get_avg_fps()), int(width), int(height))
 
 
@@ -126,5 +135,5 @@ def decode_frames(path: str, frames: Sequence[int], size: tuple[int, int] | None
         try:
             batch = reader.get_batch(chunk).asnumpy()
         except Exception as exc:
-            raise VideoDecodeError(path, f"decode failed at frames {chunk[0]}-{chunk[-1]} ({str(exc).splitlines()[0][:200]})") from None
+            raise VideoDecodeError(path, f"decode failed at frames {chunk[0]}-{chunk[-1]} ({_first_line(exc)})") from None
         yield np.array(chunk), batch

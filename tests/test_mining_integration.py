@@ -1,0 +1,170 @@
+"""The mining job on a local Ray (2 CPUs): real H.264 inputs, bad inputs, exactly-once outputs,
+a killed scoring actor, an interrupted run resumed, MLflow tracking."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from engine.config import load_config
+from engine.mining.config import MineConfig
+from engine.mining.stages import KILL_ONCE_ENV
+from jobs import mine
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def random_detector(tmp_path_factory):
+    """A seeded random-weight tiny YOLO saved as a .pt, as a user's checkpoint would be."""
+    from engine.models.detector import build_detector
+
+    path = tmp_path_factory.mktemp("models") / "random-tiny.pt"
+    build_detector("quarry-yolo-tiny.yaml", ["cone", "barrel", "sign", "barrier"]).save(str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def manifest(tiny_world, bad_videos, tmp_path_factory):
+    """The world's videos with their labels and metadata, plus every kind of bad input."""
+    cfg, _ = tiny_world
+    world = pd.read_parquet(Path(cfg.out_dir) / "videos.parquet")
+    world["video_uri"] = [str(Path(cfg.out_dir) / u) for u in world.video_uri]
+    extra = pd.DataFrame({"video_uri": [str(p) for p in bad_videos.values()] + ["/no/such/dir/missing.mp4"],
+                          "video_label": "unknown"})
+    path = tmp_path_factory.mktemp("manifest") / "inputs.csv"
+    pd.concat([world, extra], ignore_index=True).to_csv(path, index=False)
+    return path
+
+
+def mine_config(manifest, detector, out_dir) -> MineConfig:
+    return load_config(MineConfig, REPO / "configs" / "mine.yaml", [
+        f"input.source={manifest}",
+        f"output.out_dir={out_dir}",
+        f"scoring.detector.source={detector}",
+        "scoring.detector.conf_threshold=0.001",  # random weights: confidences are ~0.003
+        "scoring.cue_conf=0.001",
+        "scoring.max_actors=1",
+        "decode.stride=2",
+        "decode.chunk_frames=4",  # 20-frame videos -> 3 chunks each
+        "gate.min_cue_kinds=1", "gate.min_frames=1", "gate.window_frames=2",
+        "selection.band_low=0.0", "selection.band_high=1.0",
+        "selection.quota_per_video=3", "selection.min_gap_frames=4",
+        "ray.num_cpus=2",
+    ])
+
+
+@pytest.fixture(scope="module")
+def first_run(manifest, random_detector, tmp_path_factory):
+    out = tmp_path_factory.mktemp("mine-a")
+    cfg = mine_config(manifest, random_detector, out)
+    return cfg, mine.run(cfg)
+
+
+def test_every_input_is_processed_or_errored(first_run, bad_videos):
+    cfg, summary = first_run
+    io = summary["inputs"]
+    assert io == {"total": 15, "processed": 10, "errored": 5, "skipped_done": 0}
+    errors = pd.read_parquet(cfg.output.out_dir / "errors.parquet").set_index("video_path")["reason"]
+    assert errors[str(bad_videos["empty"])] == "empty file (0 bytes)"
+    assert errors["/no/such/dir/missing.mp4"] == "file not found"
+    assert errors[str(bad_videos["text"])].startswith("cannot open as video")
+    assert errors[str(bad_videos["truncated"])].startswith("cannot open as video")
+    assert errors[str(bad_videos["corrupt"])].startswith("decode failed")
+
+
+def test_outputs_are_complete_and_named_safely(first_run, bad_videos):
+    cfg, summary = first_run
+    out = Path(cfg.output.out_dir)
+    candidates = pd.read_parquet(out / "candidates.parquet")
+    assert len(candidates) == summary["candidates"]["candidates"] > 0
+    assert not candidates.duplicated(["video_key", "frame"]).any()
+    assert len(pd.read_csv(out / "candidates.csv")) == len(candidates)
+    for row in candidates.itertuples():
+        assert (out / row.snapshot_path).is_file()
+        assert row.snapshot_path == f"candidates/{row.video_key}/{row.video_key}_f{row.frame}.jpg"
+    keys = {p.stem for p in (out / "done").glob("*.json")}
+    assert all(k.isascii() and ".." not in k and not k.startswith(".") and " " not in k for k in keys)
+    assert any(k.startswith("clip_with_spaces-") for k in keys) and any(k.startswith("_hidden_clip-") for k in keys)
+    world_rows = candidates[candidates.video_key.str.startswith("workzone")]
+    assert world_rows.weather.notna().all(), "manifest metadata is carried to every row"
+    assert set(candidates.video_label) <= {"tp", "fp", "clean", "unknown"}
+    for column in ("video_path", "snapshot_path", "frame", "timestamp_s", "yolo_score", "fused_score", "semantic_state",
+                   "gate_pass", "sustained_cues", "gate_confidence", "config_hash", "detector"):
+        assert column in candidates.columns
+    timeline = pd.read_parquet(out / "timelines" / "workzone_0000.parquet")
+    assert timeline.frame.tolist() == list(range(0, 20, 2))
+    assert (candidates.groupby("video_key").size() <= 3).all(), "per-video quota"
+    assert summary["reasons"]["selected"] == len(candidates)
+    assert (out / "summary.md").read_text().startswith("# Mining run")
+
+
+def test_run_is_tracked_in_mlflow(first_run):
+    import mlflow
+
+    cfg, summary = first_run
+    client = mlflow.tracking.MlflowClient(summary["tracking_uri"])
+    run = client.get_run(summary["mlflow_run_id"])
+    assert run.data.metrics["candidates"] == summary["candidates"]["candidates"]
+    assert run.data.params["selection.mode"] == "edge-cases"
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"summary.json", "candidates.csv", "config.resolved.yaml"} <= artifacts
+
+
+def test_rerun_skips_done_videos_and_gives_the_same_manifest(first_run):
+    cfg, summary = first_run
+    before = pd.read_parquet(cfg.output.out_dir / "candidates.parquet")
+    again = mine.run(cfg)
+    assert again["inputs"]["skipped_done"] == 10 and again["inputs"]["errored"] == 5
+    pd.testing.assert_frame_equal(pd.read_parquet(cfg.output.out_dir / "candidates.parquet"), before)
+
+
+def _comparable(candidates: pd.DataFrame) -> pd.DataFrame:
+    return candidates.drop(columns=["snapshot_path"]).reset_index(drop=True)
+
+
+def test_killed_scoring_actor_gives_the_same_candidates(first_run, manifest, random_detector, tmp_path, monkeypatch):
+    cfg, _ = first_run
+    marker = tmp_path / "killed-once"
+    monkeypatch.setenv(KILL_ONCE_ENV, str(marker))
+    killed_cfg = mine_config(manifest, random_detector, tmp_path / "out")
+    summary = mine.run(killed_cfg)
+    assert marker.is_file(), "the scorer really died once"
+    assert summary["inputs"]["processed"] == 10 and summary["inputs"]["errored"] == 5
+    expected = pd.read_parquet(cfg.output.out_dir / "candidates.parquet")
+    got = pd.read_parquet(tmp_path / "out" / "candidates.parquet")
+    pd.testing.assert_frame_equal(_comparable(got), _comparable(expected))
+
+
+def test_interrupted_run_resumes_to_the_same_manifest(first_run, manifest, random_detector, tmp_path):
+    cfg, _ = first_run
+    out = tmp_path / "out"
+    resumed_cfg = mine_config(manifest, random_detector, out)
+    overrides = [f"{k}={v}" for k, v in [("input.source", manifest), ("output.out_dir", out)]]
+    config_file = tmp_path / "mine.yaml"
+    config_file.write_text(json.dumps(resumed_cfg.model_dump(mode="json")))
+    proc = subprocess.Popen([sys.executable, "-m", "jobs.mine", "--config", str(config_file), *overrides, "-q"],
+                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None and len(list((out / "done").glob("*.json"))) < 3:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and its local Ray, mid-run
+    proc.wait()
+    done_before = len(list((out / "done").glob("*.json")))
+    assert 0 < done_before < 10, "the run was interrupted part-way"
+    # the killed driver's local Ray may outlive it; stop it as a user would
+    subprocess.run([str(Path(sys.executable).parent / "ray"), "stop", "--force"], capture_output=True, timeout=60)
+    summary = mine.run(resumed_cfg)
+    assert summary["inputs"]["skipped_done"] == done_before
+    assert summary["inputs"]["processed"] == 10 and summary["inputs"]["errored"] == 5
+    expected = pd.read_parquet(cfg.output.out_dir / "candidates.parquet")
+    pd.testing.assert_frame_equal(_comparable(pd.read_parquet(out / "candidates.parquet")), _comparable(expected))
