@@ -1,0 +1,67 @@
+"""`ray job submit --working-dir .` to a head started with `ray start --head` on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+RAY = str(Path(sys.executable).parent / "ray")
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _folder_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def test_mine_as_a_submitted_ray_job(tiny_world, tmp_path):
+    from engine.models.detector import build_detector
+
+    cfg, _ = tiny_world
+    detector = tmp_path / "det.pt"
+    build_detector("quarry-yolo-tiny.yaml", ["cone", "barrel", "sign", "barrier"]).save(str(detector))
+    temp_dir = tempfile.mkdtemp(prefix="/tmp/qr")  # Ray's socket paths must stay short
+    port, dash = _free_port(), _free_port()
+    # a local head for `ray job submit`: no auth token (ENVIRONMENT.md), loopback only
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    env.pop("RAY_ADDRESS", None)
+    try:
+        start = subprocess.run([RAY, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
+                                "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--num-cpus=2",
+                                f"--temp-dir={temp_dir}", "--disable-usage-stats"],
+                               env=env, capture_output=True, text=True, timeout=120)
+        assert start.returncode == 0, start.stderr[-3000:]
+        out = tmp_path / "mine-out"
+        submit = subprocess.run(
+            [RAY, "job", "submit", f"--address=http://127.0.0.1:{dash}", f"--working-dir={REPO}", "--",
+             sys.executable, "-m", "jobs.mine", "--config", "configs/mine.yaml",
+             f"input.source={Path(cfg.out_dir) / 'videos.parquet'}", f"output.out_dir={out}",
+             f"scoring.detector.source={detector}", "scoring.detector.conf_threshold=0.001",
+             "scoring.cue_conf=0.001", "gate.min_cue_kinds=1", "gate.min_frames=1", "scoring.max_actors=1", "-q"],
+            env=env, capture_output=True, text=True, timeout=420)
+        assert submit.returncode == 0, (submit.stdout + submit.stderr)[-4000:]
+        assert "succeeded" in (submit.stdout + submit.stderr).lower()
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["inputs"] == {"total": 7, "processed": 7, "errored": 0, "skipped_done": 0}
+        packages = list(Path(temp_dir).glob("session_*/runtime_resources/working_dir_files/_ray_pkg_*"))
+        packages = [p for p in packages if p.is_dir()]
+        assert packages, "the working dir was uploaded"
+        # .gitignore keeps .venv, runs/ and data out of the upload
+        assert all(_folder_bytes(p) < 5_000_000 for p in packages)
+    finally:
+        subprocess.run([RAY, "stop", "--force"], env=env, capture_output=True, timeout=120)
+        shutil.rmtree(temp_dir, ignore_errors=True)
