@@ -41,7 +41,7 @@ def run(config: MineConfig) -> dict:
     log.info("%d inputs: %d already done, %d to mine -> %s", len(videos), len(done_before), len(todo), out)
     provenance = {"mode": config.selection.mode, "detector": config.scoring.detector.source,
                   "clip": config.scoring.clip.arch if config.scoring.use_clip else "none", "config_hash": rh}
-    frames_scored, mining_s = 0, 0.0
+    frames_scored, mining_s, startup_s, steady_fps = 0, 0.0, 0.0, 0.0
     if todo:
         started_ray = init_ray(config)
         try:
@@ -52,6 +52,7 @@ def run(config: MineConfig) -> dict:
 
                 ray.shutdown()
         frames_scored, mining_s = mined["frames_scored"], mined["seconds"]
+        startup_s, steady_fps = mined["startup_s"], mined["steady_fps"]
     candidates, errors = rebuild_tables(out, videos)
     markers = [m for m in (read_marker(out, v.key) for v in videos) if m]
     reasons: dict[str, int] = {}
@@ -70,7 +71,9 @@ def run(config: MineConfig) -> dict:
         "candidates": summarize_candidates(candidates, config.gate.min_cue_kinds),
         "errors": errors[["video_path", "reason"]].to_dict("records"),
         "seconds": {"total": round(time.perf_counter() - started, 1), "mining": round(mining_s, 1),
-                    "frames_per_s": round(frames_scored / mining_s, 1) if mining_s else 0.0},
+                    "frames_per_s": round(frames_scored / mining_s, 1) if mining_s else 0.0,
+                    # until the first video is done (cluster + actor pool start), then the rest
+                    "startup": round(startup_s, 1), "steady_frames_per_s": round(steady_fps, 1)},
     }
     atomic_write_json(out / "summary.json", summary)
     atomic_write_text(out / "summary.md", summary_markdown(summary))

@@ -138,6 +138,7 @@ def mine_videos(cfg: MineConfig, videos: list[VideoInput], provenance: dict) -> 
     results: dict[str, dict] = {}
     futures: list[tuple[str, Future]] = []
     started, frames_done = time.perf_counter(), 0
+    first_done_at, first_frames, last_done_at = None, 0, started  # for start-up vs steady state
     assembler = VideoAssembler()
     with ThreadPoolExecutor(max_workers=2) as writer:  # JPEG decode/encode releases the GIL
         for batch in build_dataset(cfg, videos).iter_batches(batch_size=None, batch_format="pandas"):
@@ -149,6 +150,9 @@ def mine_videos(cfg: MineConfig, videos: list[VideoInput], provenance: dict) -> 
                     continue
                 timeline = finalize_video(frames, video.video_label, gate, selection)
                 frames_done += len(timeline)
+                last_done_at = time.perf_counter()
+                if first_done_at is None:
+                    first_done_at, first_frames = last_done_at, frames_done
                 futures.append((key, writer.submit(
                     commit_video, out, video, timeline.drop(columns=["row_kind", "n_rows", "error"]), provenance,
                     float(timeline["fps"].iloc[0]) / cfg.decode.stride, cfg.output.timeline_csv,
@@ -164,7 +168,10 @@ def mine_videos(cfg: MineConfig, videos: list[VideoInput], provenance: dict) -> 
     for video in videos:  # never silently drop an input
         if video.key not in results:
             results[video.key] = {"error": record_error(out, video, "scoring produced no result for this video", rh)}
-    return {"results": results, "frames_scored": frames_done, "seconds": time.perf_counter() - started}
+    steady_s = last_done_at - (first_done_at or last_done_at)
+    return {"results": results, "frames_scored": frames_done, "seconds": time.perf_counter() - started,
+            "startup_s": (first_done_at or last_done_at) - started,
+            "steady_fps": (frames_done - first_frames) / steady_s if steady_s > 0 else 0.0}
 
 
 def completed_keys(out: Path, videos: list[VideoInput], rh: str) -> set[str]:

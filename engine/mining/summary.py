@@ -57,7 +57,8 @@ def summary_markdown(summary: dict) -> str:
         f"- inputs: {io['total']} = {io['processed']} processed + {io['errored']} errored "
         f"({io['skipped_done']} already done before this run)",
         f"- frames scored: {summary['frames_scored']}; candidates: {c['candidates']}",
-        f"- wall time: {summary['seconds']['total']} s; {summary['seconds']['frames_per_s']} frames/s",
+        f"- wall time: {summary['seconds']['total']} s; {summary['seconds']['frames_per_s']} frames/s while mining "
+        f"({summary['seconds']['startup']} s start-up, then {summary['seconds']['steady_frames_per_s']} frames/s)",
         "",
         "## Frame outcomes",
         "",

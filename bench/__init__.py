@@ -1,0 +1,1 @@
+"""Benchmarks (not tests): each prints ratios measured in one run and writes JSON."""
