@@ -67,6 +67,8 @@ def mine_config(manifest, detector, out_dir) -> MineConfig:
 def first_run(manifest, random_detector, tmp_path_factory):
     out = tmp_path_factory.mktemp("mine-a")
     cfg = mine_config(manifest, random_detector, out)
+    cfg.output.annotated_mp4 = True
+    cfg.output.timeline_csv = True
     return cfg, mine.run(cfg)
 
 
@@ -103,6 +105,11 @@ def test_outputs_are_complete_and_named_safely(first_run, bad_videos):
         assert column in candidates.columns
     timeline = pd.read_parquet(out / "timelines" / "workzone_0000.parquet")
     assert timeline.frame.tolist() == list(range(0, 20, 2))
+    assert len(pd.read_csv(out / "timelines" / "workzone_0000.csv")) == len(timeline)
+    from engine.video.decode import probe_video
+
+    overlay = probe_video(str(out / "annotated" / "workzone_0000.mp4"))
+    assert overlay.n_frames == len(timeline) and overlay.fps == pytest.approx(5.0)  # 10 fps at stride 2
     assert (candidates.groupby("video_key").size() <= 3).all(), "per-video quota"
     assert summary["reasons"]["selected"] == len(candidates)
     assert (out / "summary.md").read_text().startswith("# Mining run")
