@@ -78,3 +78,13 @@ def test_synth_job_writes_resolved_config(tmp_path, capsys):
     assert summary["videos"] == {"tp": 1, "fp": 0, "clean": 0}
     resolved = yaml.safe_load((tmp_path / "config.resolved.yaml").read_text())
     assert resolved["videos"]["n_workzone"] == 1 and resolved["out_dir"] == str(tmp_path)
+
+
+def test_cluster_yaml_is_a_valid_ray_launcher_config():
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    config = prepare_config(yaml.safe_load((REPO / "cluster.yaml").read_text()))
+    validate_config(config)  # raises on schema errors
+    types = config["available_node_types"]
+    assert {"head", "gpu_worker", "cpu_worker"} <= set(types)
+    assert types["gpu_worker"]["max_workers"] > types["gpu_worker"]["min_workers"] == 0
