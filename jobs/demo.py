@@ -61,7 +61,7 @@ def _cached(marker: Path, key: str, reuse: bool) -> dict | None:
     return None
 
 
-def _step(name: str, index: int, work: Path, out_dir: Path, key: str, reuse: bool, run_step) -> dict:
+def _step(name: str, index: int, out_dir: Path, key: str, reuse: bool, run_step) -> dict:
     """Run one step, or reuse its summary when its config key is unchanged; time it."""
     started = time.perf_counter()
     marker = out_dir / ".demo-step.json"
@@ -81,14 +81,14 @@ def run(config: DemoConfig) -> dict:
 
     synth_cfg = SynthConfig(out_dir=work / "world", seed=config.seed, videos=config.videos,
                             detection=config.detection, segmentation=config.segmentation)
-    steps["synth"] = _step("synth", 1, work, synth_cfg.out_dir, config_hash(synth_cfg), config.reuse,
+    steps["synth"] = _step("synth", 1, synth_cfg.out_dir, config_hash(synth_cfg), config.reuse,
                            lambda: synth.run(synth_cfg))
 
     training = config.base_model.model_copy(update={"seed": config.seed})
     pre_cfg = pretrain.PretrainConfig(world_dir=work / "world", out_dir=work / "base", training=training,
                                       evaluation=config.evaluation)
     key = config_hash(pre_cfg) + steps["synth"]["config_hash"]
-    steps["pretrain"] = _step("pretrain", 2, work, pre_cfg.out_dir, key, config.reuse, lambda: pretrain.run(pre_cfg))
+    steps["pretrain"] = _step("pretrain", 2, pre_cfg.out_dir, key, config.reuse, lambda: pretrain.run(pre_cfg))
 
     mine_cfg = config.mine.model_copy(deep=True)
     mine_cfg.input.source = str(work / "world" / "videos.parquet")
@@ -97,7 +97,7 @@ def run(config: DemoConfig) -> dict:
     if mine_cfg.tracking.tracking_uri is None:
         mine_cfg.tracking.tracking_uri = f"sqlite:///{work.resolve() / 'mlflow.db'}"
     key = config_hash(mine_cfg) + key
-    steps["mine"] = _step("mine", 3, work, mine_cfg.output.out_dir, key, config.reuse, lambda: mine.run(mine_cfg))
+    steps["mine"] = _step("mine", 3, mine_cfg.output.out_dir, key, config.reuse, lambda: mine.run(mine_cfg))
 
     result = {"work_dir": str(work), "steps": steps}
     atomic_write_text(work / "demo_report.md", format_summary(result))

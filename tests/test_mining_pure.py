@@ -39,6 +39,9 @@ def test_frame_cues_known_answer():
     assert out["cue_count"] == 2 and out["cue_mask"] == CONE | SIGN
     assert out["cue_area_frac"] == pytest.approx((100 + 200) / 5000)
     assert out["cue_center_x"] == pytest.approx((5 + 60) / 2 / 100)
+    # bits follow the position in the cue list, so COCO-sized class ids still fit in 63 bits
+    coco = frame_cues(np.array([79, 70]), np.array([0.9, 0.9]), xyxy[:2], [70, 79], 0.3, 100, 50)
+    assert coco["cue_mask"] == 0b11
     empty = frame_cues([], [], np.zeros((0, 4)), [0, 1], 0.3, 10, 10)
     assert empty["yolo_score"] == 0.0 and empty["cue_mask"] == 0 and np.isnan(empty["cue_center_x"])
 

@@ -39,7 +39,8 @@ def frame_cues(cls: np.ndarray, conf: np.ndarray, xyxy: np.ndarray, cue_class_id
     """Cue statistics of one frame's detections.
 
     Returns yolo_score (max cue confidence), cue_count (cue boxes >= cue_conf), cue_mask
-    (bit k set when cue class k is present >= cue_conf), cue_area_frac (their summed box
+    (bit k set when the k-th of `cue_class_ids` is present >= cue_conf, so any class ids fit
+    in 63 bits as long as there are at most 63 cue classes), cue_area_frac (their summed box
     area over the frame area, capped at 1) and cue_center_x (mean box centre, 0..1, NaN if none).
     """
     cls, conf = np.asarray(cls).reshape(-1), np.asarray(conf, np.float64).reshape(-1)
@@ -49,7 +50,7 @@ def frame_cues(cls: np.ndarray, conf: np.ndarray, xyxy: np.ndarray, cue_class_id
     strong = is_cue & (conf >= cue_conf)
     mask = 0
     for c in np.unique(cls[strong]):
-        mask |= 1 << int(c)
+        mask |= 1 << cue_class_ids.index(int(c))
     boxes = xyxy[strong]
     area = float(((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])).sum()) / (frame_w * frame_h)
     center_x = float(((boxes[:, 0] + boxes[:, 2]) / 2).mean() / frame_w) if len(boxes) else float("nan")

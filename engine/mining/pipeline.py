@@ -17,7 +17,7 @@ import hashlib
 import json
 import logging
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,9 +29,11 @@ from engine.mining.gating import GateParams
 from engine.mining.inputs import VideoInput
 from engine.mining.outputs import commit_video, read_marker, record_error
 from engine.mining.selection import SelectionParams
+from engine.mining.stages import MAX_CUE_KINDS, FrameScorer, plan_chunks
 from engine.mining.timeline import finalize_video
 
 log = logging.getLogger("quarry.mine")
+MAX_PENDING_WRITES = 8  # videos whose outputs are being written; bounds driver memory
 
 
 POOL_KEYS = ("min_actors", "max_actors", "num_gpus_per_actor", "num_cpus_per_actor")  # where, not what
@@ -107,8 +109,6 @@ def build_dataset(cfg: MineConfig, videos: list[VideoInput]):
     """The Ray Data plan: one row per video -> chunk tasks -> scored frame rows."""
     import ray
 
-    from engine.mining.stages import FrameScorer, plan_chunks
-
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False  # the driver logs per-video progress instead
     decode = config_to_dict(cfg.decode)
@@ -132,7 +132,7 @@ def mine_videos(cfg: MineConfig, videos: list[VideoInput], provenance: dict) -> 
     rh = provenance["config_hash"]
     gate = GateParams(min_cue_kinds=cfg.gate.min_cue_kinds, min_frames=cfg.gate.min_frames,
                       window_frames=cfg.gate.window_frames, persistence_weight=cfg.gate.persistence_weight,
-                      n_kinds=64)
+                      n_kinds=MAX_CUE_KINDS)
     selection = SelectionParams(**cfg.selection.model_dump())
     by_key = {v.key: v for v in videos}
     results: dict[str, dict] = {}
@@ -148,6 +148,9 @@ def mine_videos(cfg: MineConfig, videos: list[VideoInput], provenance: dict) -> 
                     results[key] = {"error": record_error(out, video, error, rh)}
                     log.warning("[%d/%d] %s: error: %s", len(results), len(videos), key, error)
                     continue
+                pending = [f for _, f in futures if not f.done()]
+                if len(pending) >= MAX_PENDING_WRITES:  # back-pressure: wait for a writer
+                    wait(pending, return_when=FIRST_COMPLETED)
                 timeline = finalize_video(frames, video.video_label, gate, selection)
                 frames_done += len(timeline)
                 last_done_at = time.perf_counter()

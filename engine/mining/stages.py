@@ -46,6 +46,8 @@ ROW_COLUMNS = {
     "error": str,
 }
 
+MAX_CUE_KINDS = 63  # cue kinds are the bits of an int64 cue_mask
+
 # Fault injection for reliability tests: when this env var names a file that does not exist
 # yet, the first scorer call creates it and kills its own process, as a crashed GPU would.
 KILL_ONCE_ENV = "QUARRY_TEST_KILL_SCORER_ONCE"
@@ -110,7 +112,9 @@ class FrameScorer:
         unknown = sorted(set(wanted) - set(names.values()))
         if unknown:
             raise ValueError(f"scoring.cue_classes {unknown} are not classes of the detector ({list(names.values())})")
-        self.cue_ids = [i for i, n in names.items() if n in wanted]
+        self.cue_ids = [int(i) for i, n in names.items() if n in wanted]
+        if len(self.cue_ids) > MAX_CUE_KINDS:
+            raise ValueError(f"at most {MAX_CUE_KINDS} cue classes fit the cue mask; set scoring.cue_classes")
         self.clip = None
         if self.scoring.use_clip:
             self._setup_clip()
