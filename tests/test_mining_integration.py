@@ -175,3 +175,14 @@ def test_interrupted_run_resumes_to_the_same_manifest(first_run, manifest, rando
     assert summary["inputs"]["processed"] == 10 and summary["inputs"]["errored"] == 5
     expected = pd.read_parquet(cfg.output.out_dir / "candidates.parquet")
     pd.testing.assert_frame_equal(_comparable(pd.read_parquet(out / "candidates.parquet")), _comparable(expected))
+
+
+def test_unloadable_detector_is_a_clear_error(manifest, tmp_path):
+    from engine.models import ModelError
+
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_text("not a checkpoint")
+    with pytest.raises(ModelError, match="cannot load detector weights .*garbage.pt"):
+        mine.run(mine_config(manifest, garbage, tmp_path / "out"))
+    with pytest.raises(ModelError, match="detector weights not found"):
+        mine.run(mine_config(manifest, tmp_path / "missing.pt", tmp_path / "out"))

@@ -16,7 +16,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import time
+from contextlib import contextmanager
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +33,7 @@ from engine.mining.outputs import commit_video, read_marker, record_error
 from engine.mining.selection import SelectionParams
 from engine.mining.stages import MAX_CUE_KINDS, FrameScorer, plan_chunks
 from engine.mining.timeline import finalize_video
+from engine.models import ModelError
 
 log = logging.getLogger("quarry.mine")
 MAX_PENDING_WRITES = 8  # videos whose outputs are being written; bounds driver memory
@@ -87,6 +90,25 @@ class VideoAssembler:
         return finished
 
 
+@contextmanager
+def _model_errors_surface():
+    """A scorer that cannot build its models kills its actor; Ray then raises its own
+    errors around ours. Re-raise the ModelError's one-line message for the user."""
+    try:
+        yield
+    except ModelError:
+        raise
+    except Exception as exc:
+        text, seen = [], exc
+        while seen is not None and len(text) < 20:
+            text.append(str(seen))
+            seen = seen.__cause__ or seen.__context__
+        found = re.search(r"ModelError: ([^\n\x1b]+)", "\n".join(text))
+        if found:
+            raise ModelError(found.group(1).strip()) from None
+        raise
+
+
 def init_ray(cfg: MineConfig) -> bool:
     """Connect to the configured cluster, $RAY_ADDRESS, or start a local Ray; True if we started it."""
     import os
@@ -140,7 +162,7 @@ def mine_videos(cfg: MineConfig, videos: list[VideoInput], provenance: dict) -> 
     started, frames_done = time.perf_counter(), 0
     first_done_at, first_frames, last_done_at = None, 0, started  # for start-up vs steady state
     assembler = VideoAssembler()
-    with ThreadPoolExecutor(max_workers=2) as writer:  # JPEG decode/encode releases the GIL
+    with ThreadPoolExecutor(max_workers=2) as writer, _model_errors_surface():  # JPEG work releases the GIL
         for batch in build_dataset(cfg, videos).iter_batches(batch_size=None, batch_format="pandas"):
             for key, frames, error in assembler.add(batch):
                 video = by_key[key]

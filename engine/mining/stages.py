@@ -20,6 +20,7 @@ import pandas as pd
 from engine.mining.config import DecodeConfig, ScoringConfig
 from engine.mining.fusion import clip_workzone_probability, frame_cues, fuse_scores
 from engine.mining.inputs import local_copy
+from engine.models import ModelError
 from engine.video.decode import VideoDecodeError, decode_frames
 
 log = logging.getLogger("quarry.mine")
@@ -111,10 +112,10 @@ class FrameScorer:
         wanted = self.scoring.cue_classes or list(names.values())
         unknown = sorted(set(wanted) - set(names.values()))
         if unknown:
-            raise ValueError(f"scoring.cue_classes {unknown} are not classes of the detector ({list(names.values())})")
+            raise ModelError(f"scoring.cue_classes {unknown} are not classes of the detector ({list(names.values())})")
         self.cue_ids = [int(i) for i, n in names.items() if n in wanted]
         if len(self.cue_ids) > MAX_CUE_KINDS:
-            raise ValueError(f"at most {MAX_CUE_KINDS} cue classes fit the cue mask; set scoring.cue_classes")
+            raise ModelError(f"at most {MAX_CUE_KINDS} cue classes fit the cue mask; set scoring.cue_classes")
         self.clip = None
         if self.scoring.use_clip:
             self._setup_clip()
