@@ -103,6 +103,10 @@ def test_outputs_are_complete_and_named_safely(first_run, bad_videos):
     for column in ("video_path", "snapshot_path", "frame", "timestamp_s", "yolo_score", "fused_score", "semantic_state",
                    "gate_pass", "sustained_cues", "gate_confidence", "config_hash", "detector"):
         assert column in candidates.columns
+    import hashlib
+
+    digest = hashlib.sha256(Path(cfg.scoring.detector.source).read_bytes()).hexdigest()[:12]
+    assert set(candidates.detector_sha256) == {digest} and set(candidates.quarry_version) == {"0.1.0"}
     timeline = pd.read_parquet(out / "timelines" / "workzone_0000.parquet")
     assert timeline.frame.tolist() == list(range(0, 20, 2))
     assert len(pd.read_csv(out / "timelines" / "workzone_0000.csv")) == len(timeline)

@@ -29,7 +29,7 @@ CANDIDATE_COLUMNS = [  # seed 000's master CSV, then what Quarry adds
     "video_path", "snapshot_path", "frame", "timestamp_s", "yolo_score", "fused_score", "semantic_state",
     "gate_pass", "sustained_cues", "gate_confidence",
     "video_key", "video_label", "clip_p_workzone", "cue_count", "cue_area_frac", "n_boxes", "boxes_json",
-    "mode", "detector", "clip", "config_hash",
+    "mode", "detector", "detector_sha256", "clip", "clip_checkpoint_sha256", "quarry_version", "config_hash",
 ]
 
 

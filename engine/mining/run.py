@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import importlib.metadata
 import logging
 import time
 from pathlib import Path
@@ -16,6 +18,24 @@ from engine.storage import atomic_write_json, atomic_write_text
 log = logging.getLogger("quarry.mine")
 
 
+def file_digest(path) -> str | None:
+    """First 12 hex digits of a local file's SHA-256 (identifies a checkpoint's version)."""
+    if path is None or not Path(path).is_file():
+        return None
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:12]
+
+
+def package_version(name: str) -> str:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
 def run_mining(config: MineConfig, videos: list[VideoInput]) -> dict:
     """Mine `videos` into `config.output.out_dir`; write and return the run summary."""
     started = time.perf_counter()
@@ -25,7 +45,10 @@ def run_mining(config: MineConfig, videos: list[VideoInput]) -> dict:
     todo = [v for v in videos if v.key not in done_before]
     log.info("%d inputs: %d already done, %d to mine -> %s", len(videos), len(done_before), len(todo), out)
     provenance = {"mode": config.selection.mode, "detector": config.scoring.detector.source,
-                  "clip": config.scoring.clip.arch if config.scoring.use_clip else "none", "config_hash": rh}
+                  "detector_sha256": file_digest(config.scoring.detector.source),
+                  "clip": config.scoring.clip.arch if config.scoring.use_clip else "none",
+                  "clip_checkpoint_sha256": file_digest(config.scoring.clip.checkpoint),
+                  "quarry_version": package_version("quarry"), "config_hash": rh}
     mined = {"frames_scored": 0, "seconds": 0.0, "startup_s": 0.0, "steady_fps": 0.0}
     if todo:
         started_ray = init_ray(config)
