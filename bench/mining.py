@@ -8,7 +8,8 @@ else a seeded random tiny YOLO; the tiny CLIP), one run measures:
   (b) decode only (decord, stride 2)
   (c) score only: detector + CLIP on frames already in memory
   (d) the Ray Data pipeline end to end (`quarry mine`: includes JPEG snapshots and tables),
-      with start-up (Ray + actor pool) and steady state reported apart
+      with start-up (Ray + actor pool) and steady state reported apart, with decoding inside
+      the scoring actors (decode.layout=actor, the default) and in separate CPU tasks (tasks)
 and peak memory (driver and Ray workers) for each video count. Frames/s count scored frames.
 """
 
@@ -144,10 +145,10 @@ def score_only(cfg: MineConfig, videos, max_frames: int = 960) -> dict:
             batches.append((ids, pixels))
         if sum(len(i) for i, _ in batches) >= max_frames:
             break
-    ids = {"video_key": "x", "chunk_index": 0, "n_chunks": 1}
     started, frames = time.perf_counter(), 0
     for frame_ids, pixels in batches:
-        frames += len(scorer.score_frames(ids, frame_ids, pixels, 15.0))
+        metas = [{"video_key": "x", "chunk_index": 0, "n_chunks": 1, "frame": int(f), "fps": 15.0} for f in frame_ids]
+        frames += len(scorer.score_images(metas, list(pixels)))
     seconds = time.perf_counter() - started
     return {"frames": frames, "seconds": round(seconds, 2), "fps": round(frames / seconds, 1)}
 
@@ -200,11 +201,16 @@ def main() -> None:
         run["plain_loop"].update(mem.mb())
         run["score_only"] = score_only(cfg, videos)
         run["pipeline"] = pipeline(cfg, work)
+        tasks_cfg = cfg.model_copy(deep=True)
+        tasks_cfg.decode.layout = "tasks"
+        tasks_cfg.output.out_dir = Path(f"{cfg.output.out_dir}-tasks")
+        run["pipeline_decode_in_tasks"] = pipeline(tasks_cfg, work)
         p, loop, score = run["pipeline"], run["plain_loop"], run["score_only"]
         run["ratios"] = {
             "pipeline_vs_plain_loop": round(p["fps"] / loop["fps"], 2),
             "pipeline_steady_vs_plain_loop_steady": round(p["steady_fps"] / loop["steady_fps"], 2),
             "pipeline_steady_vs_score_only": round(p["steady_fps"] / score["fps"], 2),
+            "decode_in_tasks_vs_decode_in_actor": round(run["pipeline_decode_in_tasks"]["fps"] / p["fps"], 2),
         }
         results["runs"].append(run)
         print(json.dumps(run, indent=1))
@@ -224,13 +230,13 @@ def main() -> None:
 
 
 def print_table(results: dict) -> None:
-    print("\n| videos | frames | decode only fps | score only fps | plain loop fps (steady) | pipeline fps (steady) | pipeline/plain | pipeline steady/score only | driver peak MB | workers peak MB |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("\n| videos | frames | decode only fps | score only fps | plain loop fps (steady) | pipeline fps (steady) | pipeline/plain | pipeline steady/score only | decode-in-tasks pipeline fps | driver peak MB | workers peak MB |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results["runs"]:
         p, l = r["pipeline"], r["plain_loop"]
         print(f"| {r['videos']} | {p['frames']} | {r['decode_only']['fps']} | {r['score_only']['fps']} | {l['fps']} ({l['steady_fps']}) "
               f"| {p['fps']} ({p['steady_fps']}) | {r['ratios']['pipeline_vs_plain_loop']} | {r['ratios']['pipeline_steady_vs_score_only']} "
-              f"| {p['driver_peak_mb']} | {p['ray_workers_peak_mb']} |")
+              f"| {r['pipeline_decode_in_tasks']['fps']} | {p['driver_peak_mb']} | {p['ray_workers_peak_mb']} |")
     if "memory_growth" in results:
         print(f"\nmemory growth {results['memory_growth']}")
 

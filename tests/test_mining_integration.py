@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -190,3 +191,17 @@ def test_unloadable_detector_is_a_clear_error(manifest, tmp_path):
         mine.run(mine_config(manifest, garbage, tmp_path / "out"))
     with pytest.raises(ModelError, match="detector weights not found"):
         mine.run(mine_config(manifest, tmp_path / "missing.pt", tmp_path / "out"))
+
+
+def test_decode_in_tasks_layout_gives_the_same_candidates(first_run, manifest, random_detector, tmp_path):
+    cfg, _ = first_run
+    tasks_cfg = mine_config(manifest, random_detector, tmp_path / "out")
+    tasks_cfg.decode.layout = "tasks"
+    summary = mine.run(tasks_cfg)
+    assert summary["inputs"]["processed"] == 10 and summary["inputs"]["errored"] == 5
+    expected = pd.read_parquet(cfg.output.out_dir / "candidates.parquet")
+    got = pd.read_parquet(tmp_path / "out" / "candidates.parquet")
+    same = ["video_key", "frame", "semantic_state", "gate_pass", "sustained_cues", "cue_count"]
+    pd.testing.assert_frame_equal(got[same], expected[same])
+    for column in ("yolo_score", "fused_score", "gate_confidence"):  # frames batch differently: float noise only
+        assert np.allclose(got[column], expected[column], atol=1e-4)

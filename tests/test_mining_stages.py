@@ -141,3 +141,25 @@ def test_run_hash_ignores_pool_size_only():
     assert run_hash(load_config(MineConfig, None, ["scoring.max_actors=8", "scoring.num_gpus_per_actor=0.5"])) == base
     assert run_hash(load_config(MineConfig, None, ["gate.min_frames=2"])) != base
     assert run_hash(load_config(MineConfig, None, ["output.out_dir=/elsewhere"])) == base
+
+
+def test_tasks_layout_scores_the_same_rows_as_the_actor_layout(tiny_world):
+    """decode.layout=tasks: frames decoded upstream (raw RGB bytes) score exactly as in-actor."""
+    from engine.mining.stages import decode_chunks
+
+    scorer = _scorer(stride=2, batch_frames=4, chunk_frames=3)
+    decode = scorer.decode.model_dump()
+    tasks = []
+    for key in ("workzone_0000", "clean_0000"):
+        tasks += plan_chunks({"uri": _video(tiny_world, key), "key": key}, decode)
+    tasks.append({**tasks[0], "video_key": "broken", "error": "file not found"})
+    in_actor = pd.concat(list(scorer(pd.DataFrame(tasks).to_dict("list"))), ignore_index=True)
+    decoded = pd.concat(list(decode_chunks(pd.DataFrame(tasks).to_dict("list"), decode)), ignore_index=True)
+    assert set(decoded.row_kind) == {"frame", "chunk_end", "error"}
+    # score in batches that mix videos, chunks and marker rows, as Ray Data would hand them over
+    upstream = pd.concat([scorer._score_decoded(decoded.iloc[i : i + 5]) for i in range(0, len(decoded), 5)],
+                         ignore_index=True)
+    order = ["video_key", "row_kind", "chunk_index", "frame"]
+    a = in_actor.sort_values(order).reset_index(drop=True)
+    b = upstream.sort_values(order).reset_index(drop=True)
+    pd.testing.assert_frame_equal(a, b)

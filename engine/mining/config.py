@@ -40,6 +40,9 @@ class DecodeConfig(Section):
     """How frames are decoded (on CPU, inside the scoring actor)."""
 
     backend: Literal["decord", "pyav"] = "decord"
+    layout: Literal["actor", "tasks"] = Field("actor", description=(
+        "actor: the scoring actor decodes its chunks (fastest on CPU nodes, frames never cross the object "
+        "store); tasks: CPU tasks decode and stream frames to the actors (many CPUs feed one GPU)"))
     stride: int = Field(2, ge=1, le=1000, description="score every Nth frame")
     width_px: int | None = Field(None, ge=16, le=8192, description="decode width (None: native); height too if set")
     height_px: int | None = Field(None, ge=16, le=8192)

@@ -31,7 +31,7 @@ from engine.mining.gating import GateParams
 from engine.mining.inputs import VideoInput
 from engine.mining.outputs import commit_video, read_marker, record_error
 from engine.mining.selection import SelectionParams
-from engine.mining.stages import MAX_CUE_KINDS, FrameScorer, plan_chunks
+from engine.mining.stages import MAX_CUE_KINDS, FrameScorer, decode_chunks, plan_chunks
 from engine.mining.timeline import finalize_video
 from engine.models import ModelError
 
@@ -136,11 +136,15 @@ def build_dataset(cfg: MineConfig, videos: list[VideoInput]):
     decode = config_to_dict(cfg.decode)
     ds = ray.data.from_items([{"uri": v.uri, "key": v.key} for v in videos], override_num_blocks=max(1, len(videos)))
     ds = ds.flat_map(plan_chunks, fn_kwargs={"decode": decode}, num_cpus=0.25)
+    if cfg.decode.layout == "tasks":
+        ds = ds.map_batches(decode_chunks, fn_kwargs={"decode": decode}, batch_size=1, batch_format="pandas", num_cpus=1)
     s = cfg.scoring
     return ds.map_batches(
         FrameScorer,
         fn_constructor_kwargs={"scoring": config_to_dict(s), "decode": decode},
-        batch_size=1,  # one chunk task per call; the scorer batches frames itself
+        # actor layout: one chunk task per call, the scorer batches frames itself;
+        # tasks layout: batches of decoded frames
+        batch_size=cfg.decode.batch_frames if cfg.decode.layout == "tasks" else 1,
         batch_format="pandas",
         compute=ray.data.ActorPoolStrategy(min_size=s.min_actors, max_size=s.max_actors),
         num_gpus=s.num_gpus_per_actor or None,

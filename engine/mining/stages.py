@@ -149,23 +149,25 @@ class FrameScorer:
         emb = torch.nn.functional.normalize(emb.float(), dim=-1).cpu().numpy()
         return clip_workzone_probability(emb, self.text_emb, len(self.scoring.workzone_prompts), self.logit_scale)
 
-    def score_frames(self, ids: dict, frame_ids: np.ndarray, frames: np.ndarray, fps: float) -> list[dict]:
-        """Rows for one batch of decoded frames."""
+    def score_images(self, metas: list[dict], images: list[np.ndarray]) -> list[dict]:
+        """Rows for a batch of decoded frames; `metas[i]` holds frame i's video_key,
+        chunk_index, n_chunks, frame and fps (frames may come from different videos)."""
         from engine.models.detector import detect
 
-        detections = detect(self.detector, list(frames), self.scoring.detector)
-        p_wz = self.clip_probabilities(frames) if self.clip is not None else np.zeros(len(frames))
-        h, w = frames.shape[1:3]
+        detections = detect(self.detector, images, self.scoring.detector)
+        p_wz = self.clip_probabilities(images) if self.clip is not None else np.zeros(len(images))
+        weight_clip = self.scoring.w_clip if self.clip is not None else 0.0
         rows = []
-        for frame, dets, p in zip(frame_ids, detections, p_wz):
+        for meta, image, dets, p in zip(metas, images, detections, p_wz):
+            h, w = image.shape[:2]
             cues = frame_cues(dets.cls, dets.conf, dets.xyxy, self.cue_ids, self.scoring.cue_conf, w, h)
-            weight_clip = self.scoring.w_clip if self.clip is not None else 0.0
             fused = float(fuse_scores(np.array([cues["yolo_score"]]), np.array([p]), self.scoring.w_yolo, weight_clip)[0])
             boxes = [[self.detector.names[int(c)], round(float(s), 4), *(round(float(v), 1) for v in b)]
                      for c, s, b in zip(dets.cls, dets.conf, dets.xyxy)]
-            rows.append(empty_row(row_kind="frame", frame=int(frame), fps=fps,
-                                  t_s=float(frame) / fps if fps else 0.0, clip_p_workzone=float(p), fused_score=fused,
-                                  n_boxes=len(dets), boxes_json=json.dumps(boxes), **cues, **ids))
+            fps = float(meta["fps"])
+            rows.append(empty_row(row_kind="frame", t_s=meta["frame"] / fps if fps else 0.0, clip_p_workzone=float(p),
+                                  fused_score=fused, n_boxes=len(dets), boxes_json=json.dumps(boxes), **cues,
+                                  **{k: meta[k] for k in ("video_key", "chunk_index", "n_chunks", "frame", "fps")}))
         return rows
 
     def _maybe_die(self) -> None:
@@ -177,22 +179,78 @@ class FrameScorer:
 
     def __call__(self, batch: dict) -> Iterator[pd.DataFrame]:
         self._maybe_die()
-        tasks = pd.DataFrame(batch)
-        for task in tasks.itertuples(index=False):
-            ids = {"video_key": task.video_key, "chunk_index": int(task.chunk_index), "n_chunks": int(task.n_chunks)}
-            if task.error:  # the video could not even be probed
-                yield to_frame([empty_row(row_kind="error", error=task.error, **ids)])
-                continue
+        if "pixels" in batch:  # decode.layout=tasks: frames were decoded upstream
+            yield self._score_decoded(pd.DataFrame(batch))
+            return
+        for task in pd.DataFrame(batch).itertuples(index=False):  # decode.layout=actor
+            ids = _task_ids(task)
             n_rows = 0
-            try:
-                with local_copy(task.uri) as path:
-                    frames = range(int(task.first_frame), int(task.last_frame), int(self.decode.stride))
-                    size = (self.decode.width_px, self.decode.height_px) if self.decode.width_px else None
-                    for frame_ids, pixels in decode_frames(path, frames, size, self.decode.batch_frames, self.decode.backend):
-                        rows = self.score_frames(ids, frame_ids, pixels, float(task.fps))
-                        n_rows += len(rows)
-                        yield to_frame(rows)
-            except VideoDecodeError as exc:
-                yield to_frame([empty_row(row_kind="error", error=exc.reason, **ids)])
-                continue
-            yield to_frame([empty_row(row_kind="chunk_end", n_rows=n_rows, **ids)])
+            for kind, payload in decode_task(task, self.decode):
+                if kind == "frames":
+                    frame_ids, pixels = payload
+                    metas = [{**ids, "frame": int(f), "fps": float(task.fps)} for f in frame_ids]
+                    rows = self.score_images(metas, list(pixels))
+                    n_rows += len(rows)
+                    yield to_frame(rows)
+                elif kind == "error":
+                    yield to_frame([empty_row(row_kind="error", error=payload, **ids)])
+                else:
+                    yield to_frame([empty_row(row_kind="chunk_end", n_rows=n_rows, **ids)])
+
+    def _score_decoded(self, batch: pd.DataFrame) -> pd.DataFrame:
+        """Score the frame rows of a batch from `decode_chunks`; pass its end/error rows on."""
+        frames = batch[batch["row_kind"] == "frame"]
+        images = [np.frombuffer(b, np.uint8).reshape(h, w, 3) for b, h, w in zip(frames["pixels"], frames["height"], frames["width"])]
+        metas = frames[["video_key", "chunk_index", "n_chunks", "frame", "fps"]].to_dict("records")
+        rows = self.score_images(metas, images) if images else []
+        for marker in batch[batch["row_kind"] != "frame"].itertuples(index=False):
+            rows.append(empty_row(row_kind=marker.row_kind, video_key=marker.video_key, chunk_index=marker.chunk_index,
+                                  n_chunks=marker.n_chunks, n_rows=marker.n_rows, error=marker.error))
+        return to_frame(rows)
+
+
+def _task_ids(task) -> dict:
+    return {"video_key": task.video_key, "chunk_index": int(task.chunk_index), "n_chunks": int(task.n_chunks)}
+
+
+def decode_task(task, decode: DecodeConfig) -> Iterator[tuple[str, object]]:
+    """Decode one chunk task: ("frames", (frame ids, RGB batch)) per batch, then ("end", None);
+    or ("error", reason) when the video was unreadable at planning or fails while decoding."""
+    if task.error:  # the video could not even be probed
+        yield "error", task.error
+        return
+    try:
+        with local_copy(task.uri) as path:
+            frames = range(int(task.first_frame), int(task.last_frame), int(decode.stride))
+            size = (decode.width_px, decode.height_px) if decode.width_px else None
+            for batch in decode_frames(path, frames, size, decode.batch_frames, decode.backend):
+                yield "frames", batch
+    except VideoDecodeError as exc:
+        yield "error", exc.reason
+        return
+    yield "end", None
+
+
+PIXEL_COLUMNS = ["row_kind", "video_key", "chunk_index", "n_chunks", "frame", "fps", "n_rows", "error",
+                 "pixels", "height", "width"]
+
+
+def decode_chunks(batch: dict, decode: dict) -> Iterator[pd.DataFrame]:
+    """decode.layout=tasks: decode chunk tasks on CPU workers (Ray Data map_batches); one row
+    per frame with its pixels as raw RGB bytes, then the chunk's end or error row."""
+    cfg = DecodeConfig.model_validate(decode)
+    for task in pd.DataFrame(batch).itertuples(index=False):
+        ids = {**_task_ids(task), "fps": float(task.fps)}
+        n_rows = 0
+        for kind, payload in decode_task(task, cfg):
+            if kind == "frames":
+                frame_ids, pixels = payload
+                n_rows += len(frame_ids)
+                h, w = pixels.shape[1:3]
+                yield pd.DataFrame({"row_kind": "frame", **ids, "frame": frame_ids.astype(np.int64), "n_rows": 0,
+                                    "error": "", "pixels": [p.tobytes() for p in pixels], "height": h, "width": w},
+                                   columns=PIXEL_COLUMNS)
+            else:
+                yield pd.DataFrame([{"row_kind": "error" if kind == "error" else "chunk_end", **ids, "frame": 0,
+                                     "n_rows": n_rows, "error": payload or "", "pixels": b"", "height": 0, "width": 0}],
+                                   columns=PIXEL_COLUMNS)
