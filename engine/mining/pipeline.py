@@ -1,6 +1,7 @@
 """The mining plan on Ray Data, and the driver loop that turns scored rows into outputs.
 
     inputs (one row per video) --flat_map(plan_chunks)--> chunk tasks
+        [--map_batches(decode_chunks)--> decoded frames, with decode.layout=tasks]
         --map_batches(FrameScorer, ActorPoolStrategy(min, max), num_gpus)--> frame rows
         --iter_batches--> driver: per-video assembly (idempotent on retried rows),
                           gate + selection (pure), outputs + completion marker
