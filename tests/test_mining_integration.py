@@ -149,6 +149,8 @@ def test_killed_scoring_actor_gives_the_same_candidates(first_run, manifest, ran
     marker = tmp_path / "killed-once"
     monkeypatch.setenv(KILL_ONCE_ENV, str(marker))
     killed_cfg = mine_config(manifest, random_detector, tmp_path / "out")
+    # two actors holding both CPUs: planning must still run (it once deadlocked here)
+    killed_cfg.scoring.max_actors = killed_cfg.scoring.min_actors = 2
     summary = mine.run(killed_cfg)
     assert marker.is_file(), "the scorer really died once"
     assert summary["inputs"]["processed"] == 10 and summary["inputs"]["errored"] == 5

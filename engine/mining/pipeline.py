@@ -128,15 +128,30 @@ def init_ray(cfg: MineConfig) -> bool:
     return True
 
 
+def _warn_if_no_cpu_left(cfg: MineConfig) -> None:
+    """Decode tasks (layout=tasks) need CPUs that the scoring actors do not hold."""
+    import ray
+
+    total = ray.cluster_resources().get("CPU", 0.0)
+    held = cfg.scoring.min_actors * cfg.scoring.num_cpus_per_actor
+    if cfg.decode.layout == "tasks" and held >= total:
+        log.warning("scoring.min_actors x num_cpus_per_actor = %g of the cluster's %g CPUs leaves none for the "
+                    "decode tasks (decode.layout=tasks); the job waits until the cluster grows", held, total)
+
+
 def build_dataset(cfg: MineConfig, videos: list[VideoInput]):
     """The Ray Data plan: one row per video -> chunk tasks -> scored frame rows."""
     import ray
 
+    _warn_if_no_cpu_left(cfg)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False  # the driver logs per-video progress instead
     decode = config_to_dict(cfg.decode)
     ds = ray.data.from_items([{"uri": v.uri, "key": v.key} for v in videos], override_num_blocks=max(1, len(videos)))
-    ds = ds.flat_map(plan_chunks, fn_kwargs={"decode": decode}, num_cpus=0.25)
+    # Planning only probes files: it asks for no CPU, so scoring actors that hold every CPU
+    # cannot starve it (they did with min_actors = CPUs: a deadlock), and a small task pool
+    # keeps it from spawning a worker process per block.
+    ds = ds.flat_map(plan_chunks, fn_kwargs={"decode": decode}, num_cpus=0, compute=ray.data.TaskPoolStrategy(size=2))
     if cfg.decode.layout == "tasks":
         ds = ds.map_batches(decode_chunks, fn_kwargs={"decode": decode}, batch_size=1, batch_format="pandas", num_cpus=1)
     s = cfg.scoring
