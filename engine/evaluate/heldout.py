@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import cv2
-import numpy as np
 
 from engine.metrics.detection import DetectionCounts, match_detections
 from engine.models.detector import DetectorSpec, detect
