@@ -28,9 +28,8 @@ import psutil
 
 from engine.config import config_to_dict, load_config
 from engine.mining.config import MineConfig
-from engine.mining.gating import GateParams
 from engine.mining.inputs import list_inputs
-from engine.mining.selection import SelectionParams
+from engine.mining.pipeline import video_step_params
 from engine.mining.stages import FrameScorer, plan_chunks
 from engine.mining.timeline import finalize_video
 from engine.video.decode import decode_frames
@@ -114,8 +113,7 @@ def plain_loop(cfg: MineConfig, videos) -> dict:
     started = time.perf_counter()
     scorer = FrameScorer(config_to_dict(cfg.scoring), config_to_dict(cfg.decode))
     ready = time.perf_counter()
-    gate = GateParams(cfg.gate.min_cue_kinds, cfg.gate.min_frames, cfg.gate.window_frames, n_kinds=64)
-    selection = SelectionParams(**cfg.selection.model_dump())
+    gate, selection = video_step_params(cfg)
     frames = 0
     for video in videos:
         tasks = plan_chunks({"uri": video.uri, "key": video.key}, config_to_dict(cfg.decode))

@@ -168,14 +168,19 @@ def build_dataset(cfg: MineConfig, videos: list[VideoInput]):
     )
 
 
+def video_step_params(cfg: MineConfig) -> tuple[GateParams, SelectionParams]:
+    """The pure per-video step's parameters, from the job config."""
+    gate = GateParams(min_cue_kinds=cfg.gate.min_cue_kinds, min_frames=cfg.gate.min_frames,
+                      window_frames=cfg.gate.window_frames, persistence_weight=cfg.gate.persistence_weight,
+                      n_kinds=MAX_CUE_KINDS)
+    return gate, SelectionParams(**cfg.selection.model_dump())
+
+
 def mine_videos(cfg: MineConfig, videos: list[VideoInput], provenance: dict) -> dict:
     """Score, gate and commit every video in `videos`; return per-key markers and errors."""
     out = Path(cfg.output.out_dir)
     rh = provenance["config_hash"]
-    gate = GateParams(min_cue_kinds=cfg.gate.min_cue_kinds, min_frames=cfg.gate.min_frames,
-                      window_frames=cfg.gate.window_frames, persistence_weight=cfg.gate.persistence_weight,
-                      n_kinds=MAX_CUE_KINDS)
-    selection = SelectionParams(**cfg.selection.model_dump())
+    gate, selection = video_step_params(cfg)
     by_key = {v.key: v for v in videos}
     results: dict[str, dict] = {}
     futures: list[tuple[str, Future]] = []
