@@ -1,4 +1,4 @@
-"""Local file helpers: atomic writes (temp file + rename) and completion markers."""
+"""Local file helpers: atomic writes (temp file + rename) of bytes, text, JSON and tables."""
 
 from __future__ import annotations
 

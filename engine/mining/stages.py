@@ -3,7 +3,8 @@ its frames with the detector and CLIP. One task row in (a video chunk), rows out
 pixels: one per scored frame, then one `chunk_end` row (or an `error` row) per chunk.
 
 It knows nothing of Ray: `__init__` loads the models once per actor, `__call__` takes a
-batch of task rows. The driver (`pipeline`) turns the rows into per-video timelines.
+batch of task rows, or, with decode.layout=tasks, a batch of frames that `decode_chunks`
+decoded upstream. The driver (`pipeline`) turns the rows into per-video timelines.
 """
 
 from __future__ import annotations
