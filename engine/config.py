@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -48,7 +48,9 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         path, value = parse_override(text)
         node = merged
         for i, part in enumerate(path[:-1]):
-            child = node.setdefault(part, {})
+            child = node.get(part)
+            if child is None:  # a missing key, or an optional section left empty
+                child = node[part] = {}
             if not isinstance(child, dict):
                 prefix = ".".join(path[: i + 1])
                 raise ConfigError(f"override {text!r}: {prefix} is a value ({child!r}), not a section")
@@ -87,9 +89,44 @@ def describe_errors(error: ValidationError, source: str) -> str:
     return "invalid config:\n  " + "\n  ".join(lines)
 
 
+def _section_type(annotation: Any) -> type[BaseModel] | None:
+    """The config model behind a field's annotation (`Section`, or `Section | None`), else None."""
+    for candidate in (annotation, *get_args(annotation)):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
+
+
+def merge_config_data(model: type[BaseModel], base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `update` laid over it: sections (nested config models) merge key by key,
+    every other value (numbers, strings, lists, free-form mappings) is replaced whole.
+
+    Merging into the parent's *dumped defaults*, not into `{}`, is what keeps a job's own
+    defaults: pydantic would rebuild a partly given section from its class defaults, so
+    `scoring.detector.imgsz=320` would silently reset `scoring.detector.source`.
+    """
+    merged = dict(base)
+    for key, value in update.items():
+        field = model.model_fields.get(key)
+        section = _section_type(field.annotation) if field is not None else None
+        if section is not None and isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_config_data(section, merged[key], value)
+        else:
+            merged[key] = value  # unknown keys go through, so validation names them
+    return merged
+
+
+def default_data(model: type[T]) -> dict[str, Any]:
+    """The model's defaults as plain data (what a config file and overrides are laid over)."""
+    return model().model_dump(mode="json")
+
+
 def load_config(model: type[T], path: Path | str | None = None, overrides: list[str] | None = None) -> T:
-    """Build a `model` from an optional YAML file plus dotted overrides; raise ConfigError."""
-    data = read_yaml(Path(path)) if path else {}
+    """Build a `model` from its defaults, then an optional YAML file, then dotted overrides;
+    raise ConfigError. Each layer changes only the keys it names."""
+    data = default_data(model)
+    if path:
+        data = merge_config_data(model, data, read_yaml(Path(path)))
     data = apply_overrides(data, list(overrides or []))
     source = str(path) if path else "config"
     if overrides:

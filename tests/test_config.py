@@ -88,3 +88,69 @@ def test_resolved_config_round_trips(tmp_path: Path):
     assert config_hash(again) == config_hash(cfg)
     assert config_hash(load_config(SynthConfig, None, ["seed=12"])) != config_hash(cfg)
     assert yaml.safe_load(path.read_text())["seed"] == 11
+
+
+# --- every job: a layer changes only the keys it names -------------------------------------
+
+def _job_modules():
+    from jobs import cli
+
+    return [__import__(f"jobs.{name}", fromlist=["CONFIG"]) for name in cli.job_names()]
+
+
+def _leaves(data: dict, prefix: str = ""):
+    for key, value in data.items():
+        if isinstance(value, dict) and value:
+            yield from _leaves(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
+def _as_override(key: str, value) -> str:
+    text = yaml.safe_dump(value, default_flow_style=True, width=10**9)
+    return f"{key}={text.removesuffix(chr(10) + '...' + chr(10)).strip()}"
+
+
+JOB_CONFIG_FILES = [(m, None) for m in _job_modules()] + [
+    (m, path) for m in _job_modules() for path in sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+    if path.stem.split("-")[0] == m.__name__.rsplit(".", 1)[-1]
+]
+
+
+@pytest.mark.parametrize("module,path", JOB_CONFIG_FILES,
+                         ids=[f"{m.__name__.rsplit('.', 1)[-1]}:{p.name if p else 'defaults'}" for m, p in JOB_CONFIG_FILES])
+def test_an_override_of_one_leaf_keeps_every_other_value(module, path):
+    """Setting any key to the value it already has changes nothing: a nested override must
+    not rebuild its section from class defaults (it once swapped the user's detector)."""
+    base = load_config(module.CONFIG, path)
+    dumped = base.model_dump(mode="json")
+    for key, value in _leaves(dumped):
+        again = load_config(module.CONFIG, path, [_as_override(key, value)])
+        assert again.model_dump(mode="json") == dumped, f"override {key} changed other keys"
+
+
+def test_a_changed_leaf_differs_in_that_key_only():
+    from engine.mining.config import MineConfig
+    from jobs.demo import DemoConfig
+
+    base = dict(_leaves(load_config(MineConfig).model_dump(mode="json")))
+    changed = dict(_leaves(load_config(MineConfig, None, ["scoring.detector.imgsz=320"]).model_dump(mode="json")))
+    assert {k for k in base if base[k] != changed[k]} == {"scoring.detector.imgsz"}
+    assert changed["scoring.detector.source"] == "runs/base/base.pt"
+    demo = dict(_leaves(load_config(DemoConfig).model_dump(mode="json")))
+    demo_changed = dict(_leaves(load_config(DemoConfig, None, ["mine.decode.stride=4"]).model_dump(mode="json")))
+    assert {k for k in demo if demo[k] != demo_changed[k]} == {"mine.decode.stride"}
+    assert demo_changed["mine.selection.mode"] == "false-alarms" and demo_changed["mine.gate.min_cue_kinds"] == 1
+
+
+def test_a_file_section_merges_into_the_defaults(tmp_path: Path):
+    from engine.mining.config import MineConfig
+
+    path = tmp_path / "m.yaml"
+    path.write_text("scoring:\n  detector:\n    imgsz: 320\n  cue_classes: [cone]\n")
+    cfg = load_config(MineConfig, path)
+    assert cfg.scoring.detector.imgsz == 320 and cfg.scoring.detector.source == "runs/base/base.pt"
+    assert cfg.scoring.cue_classes == ["cone"] and cfg.scoring.w_clip == MineConfig().scoring.w_clip
+    # a list is replaced whole, not merged element by element
+    path.write_text("scoring:\n  workzone_prompts: [a cone]\n")
+    assert load_config(MineConfig, path).scoring.workzone_prompts == ["a cone"]

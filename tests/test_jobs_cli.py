@@ -32,9 +32,22 @@ def test_every_shipped_config_loads(path):
     job = path.stem.split("-")[0]
     module = __import__(f"jobs.{job}", fromlist=["CONFIG"])
     config = load_config(module.CONFIG, path)
-    assert yaml.safe_load(path.read_text()), "config file is empty"
+    given = yaml.safe_load(path.read_text())
+    assert given, "config file is empty"
     assert path.read_text().startswith(f"# quarry {job} --config configs/{path.name}")
-    assert config.model_dump()  # round-trips
+    # every value the file gives is the value the job runs with
+    resolved = config.model_dump(mode="json")
+
+    def check(node: dict, into: dict, prefix: str) -> None:
+        for key, value in node.items():
+            if isinstance(value, dict):
+                check(value, into[key], f"{prefix}{key}.")
+            else:
+                assert into[key] == value, f"{path.name}: {prefix}{key}"
+
+    check(given, resolved, "")
+    # and the resolved config round-trips through its own dump
+    assert module.CONFIG.model_validate(resolved) == config
 
 
 def test_help_lists_every_job(capsys):
