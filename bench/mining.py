@@ -166,7 +166,9 @@ def score_only(cfg: MineConfig, videos, max_frames: int = 960) -> dict:
             break
     started, frames = time.perf_counter(), 0
     for frame_ids, pixels in batches:
-        metas = [{"video_key": "x", "chunk_index": 0, "n_chunks": 1, "frame": int(f), "fps": 15.0} for f in frame_ids]
+        height, width = pixels.shape[1:3]
+        metas = [{"video_key": "x", "chunk_index": 0, "n_chunks": 1, "frame": int(f), "fps": 15.0,
+                  "native_width": width, "native_height": height} for f in frame_ids]
         frames += len(scorer.score_images(metas, list(pixels)))
     seconds = time.perf_counter() - started
     return {"frames": frames, "seconds": round(seconds, 2), "fps": round(frames / seconds, 1)}

@@ -79,8 +79,11 @@ def describe_errors(error: ValidationError, source: str) -> str:
     """One line per problem: `<source>: <dotted.key> = <value>: <what was expected>`."""
     lines = []
     for item in error.errors():
-        key = ".".join(str(part) for part in item["loc"]) or "<top level>"
-        if item["type"] == "extra_forbidden":
+        key = ".".join(str(part) for part in item["loc"])
+        if not key or item["type"] == "value_error" and isinstance(item["input"], dict):
+            # a rule across keys: its message names them; the section's whole input would only bury it
+            lines.append(f"{source}: {item['msg'].removeprefix('Value error, ')}")
+        elif item["type"] == "extra_forbidden":
             lines.append(f"{source}: unknown key {key} (value {item['input']!r})")
         elif item["type"] == "missing":
             lines.append(f"{source}: missing required key {key}")

@@ -45,8 +45,10 @@ def job_parser(module: ModuleType, prog: str) -> argparse.ArgumentParser:
 
 def run_job(module: ModuleType, argv: list[str] | None = None, prog: str | None = None) -> int:
     """Parse arguments for `module`, run it, print its summary as JSON; return an exit code."""
-    name = module.__name__.rsplit(".", 1)[-1]
-    args = job_parser(module, prog or f"quarry {name}").parse_args(argv)
+    spec = getattr(module, "__spec__", None)  # `python -m jobs.mine` runs the module as __main__
+    name = (spec.name if spec else module.__name__).rsplit(".", 1)[-1]
+    # options and key=value overrides in any order: `quarry mine -q decode.stride=4` too
+    args = job_parser(module, prog or f"quarry {name}").parse_intermixed_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     try:
         config = load_config(module.CONFIG, args.config, args.overrides)

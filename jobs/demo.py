@@ -128,7 +128,8 @@ def format_summary(result: dict) -> str:
         f"| lookalike (no objects) | {la['images']} | — | — | {la['fp_rate']:.3f} | {la['fp_per_image']:.3f} |",
         "",
         f"3. mine [{how(m)}]: {m['mode']} mode over {m['inputs']['total']} videos "
-        f"({m['inputs']['processed']} processed, {m['inputs']['errored']} errored), {m['frames_scored']} frames scored, "
+        f"({m['inputs']['processed']} mined, {m['inputs']['skipped_done']} already done, {m['inputs']['errored']} errored), "
+        f"{m['frames_scored']} frames scored, "
         f"{m['candidates']['candidates']} candidate frames -> {m['out_dir']}/candidates.parquet",
         "   frame outcomes: " + ", ".join(f"{k} {v}" for k, v in m["reasons"].items()),
     ]

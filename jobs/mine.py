@@ -14,8 +14,7 @@ from pathlib import Path
 
 from engine.config import write_resolved_config
 from engine.mining.config import MineConfig
-from engine.mining.inputs import list_inputs
-from engine.mining.run import run_mining
+from engine.mining.run import check_cue_classes, mining_inputs, run_mining
 from engine.mining.summary import summary_markdown
 from engine.models.detector import check_detector_source
 from engine.tracking import mlflow_run, resolve_tracking_uri
@@ -26,7 +25,8 @@ SUMMARY = "mine candidate frames from videos (Ray Data, detector + CLIP, tempora
 
 def run(config: MineConfig) -> dict:
     check_detector_source(config.scoring.detector.source)
-    videos = list_inputs(config.input.source, config.input.extensions, config.input.limit)
+    check_cue_classes(config)
+    videos = mining_inputs(config)
     write_resolved_config(config, config.output.out_dir)
     summary = run_mining(config, videos)
     if config.tracking.enabled:
@@ -41,7 +41,8 @@ def _track(config: MineConfig, summary: dict, out: Path) -> None:
     with mlflow_run(uri, config.tracking.experiment, f"mine-{summary['run_id']}", config.model_dump(mode="json"),
                     {"quarry.job": "mine", "quarry.config_hash": summary["config_hash"]}) as run:
         io = summary["inputs"]
-        mlflow.log_metrics({"inputs": io["total"], "processed": io["processed"], "errored": io["errored"],
+        mlflow.log_metrics({"inputs": io["total"], "processed": io["processed"], "skipped_done": io["skipped_done"],
+                            "errored": io["errored"],
                             "frames_scored": summary["frames_scored"], "candidates": summary["candidates"]["candidates"],
                             "frames_per_s": summary["seconds"]["frames_per_s"]})
         for name in ("summary.json", "summary.md", "candidates.csv", "config.resolved.yaml"):

@@ -63,3 +63,46 @@ def bad_videos(tiny_world, tmp_path_factory):
         paths[name] = folder / filename
         paths[name].write_bytes(data)
     return paths
+
+
+@pytest.fixture(scope="session")
+def listed_but_undecodable_video(tiny_world, tmp_path_factory):
+    """An MP4 whose header (moov first) lists every frame but whose media data is cut at 60 %:
+    it opens and probes with its full frame count, and its later frames decode to nothing."""
+    import av
+
+    cfg, _ = tiny_world
+    folder = tmp_path_factory.mktemp("cut")
+    faststart = folder / "faststart.mp4"
+    with av.open(str(Path(cfg.out_dir) / "videos" / "workzone_0000.mp4")) as src, \
+            av.open(str(faststart), "w", options={"movflags": "faststart"}) as dst:
+        stream = dst.add_stream_from_template(src.streams.video[0])
+        for packet in src.demux(src.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = stream
+                dst.mux(packet)
+    data = faststart.read_bytes()
+    path = folder / "cut.mp4"
+    path.write_bytes(data[: int(len(data) * 0.6)])
+    return path
+
+
+TINY_DEMO_OVERRIDES = [
+    "videos.n_workzone=2", "videos.n_lookalike=4", "videos.n_clean=1", "videos.duration_s=3",
+    "detection.n_train=240", "detection.n_val=32", "detection.n_heldout_workzone=32", "detection.n_heldout_lookalike=32",
+    "segmentation.n_authentic=8", "segmentation.n_forged=8",
+    # a base detector in ~40 s on 2 cores that fires on lookalikes (8 epochs at 0.004 learned nothing)
+    "base_model.epochs=12", "base_model.lr0=0.01",
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_demo(tmp_path_factory):
+    """`quarry demo` at a tiny size, run once: its world, trained base detector and mining
+    outputs serve every test that needs a detector that really fires."""
+    from engine.config import load_config
+    from jobs import demo
+
+    work = tmp_path_factory.mktemp("demo")
+    config = load_config(demo.DemoConfig, None, [f"work_dir={work}", *TINY_DEMO_OVERRIDES])
+    return config, demo.run(config)

@@ -147,10 +147,22 @@ def test_a_file_section_merges_into_the_defaults(tmp_path: Path):
     from engine.mining.config import MineConfig
 
     path = tmp_path / "m.yaml"
-    path.write_text("scoring:\n  detector:\n    imgsz: 320\n  cue_classes: [cone]\n")
+    path.write_text("scoring:\n  detector:\n    imgsz: 320\n  cue_classes: [cone, sign]\n")
     cfg = load_config(MineConfig, path)
     assert cfg.scoring.detector.imgsz == 320 and cfg.scoring.detector.source == "runs/base/base.pt"
-    assert cfg.scoring.cue_classes == ["cone"] and cfg.scoring.w_clip == MineConfig().scoring.w_clip
+    assert cfg.scoring.cue_classes == ["cone", "sign"] and cfg.scoring.w_clip == MineConfig().scoring.w_clip
     # a list is replaced whole, not merged element by element
     path.write_text("scoring:\n  workzone_prompts: [a cone]\n")
     assert load_config(MineConfig, path).scoring.workzone_prompts == ["a cone"]
+
+
+def test_a_rule_across_keys_names_them_without_dumping_the_config():
+    from engine.mining.config import MineConfig
+
+    with pytest.raises(ConfigError) as err:
+        load_config(MineConfig, None, ["scoring.cue_classes=[cone]", "gate.min_cue_kinds=2"])
+    text = str(err.value)
+    assert "gate.min_cue_kinds (2) is more than the 1 scoring.cue_classes ['cone']" in text
+    assert "workzone_prompts" not in text and len(text) < 300
+    with pytest.raises(ConfigError, match=r"decode.width_px and decode.height_px must be set together"):
+        load_config(MineConfig, None, ["decode.width_px=128"])

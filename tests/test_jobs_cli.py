@@ -68,6 +68,10 @@ def test_unknown_job_and_bad_override_exit_2(capsys):
 def test_print_config_applies_overrides(capsys):
     assert cli.main(["synth", "--config", str(REPO / "configs" / "synth.yaml"), "seed=9", "--print-config"]) == 0
     assert json.loads(capsys.readouterr().out)["seed"] == 9
+    # options and overrides in any order
+    assert cli.main(["synth", "-q", "seed=4", "--print-config", "videos.fps=12"]) == 0
+    resolved = json.loads(capsys.readouterr().out)
+    assert (resolved["seed"], resolved["videos"]["fps"]) == (4, 12)
 
 
 def test_console_script_and_module_entry_points():
@@ -101,3 +105,11 @@ def test_cluster_yaml_is_a_valid_ray_launcher_config():
     types = config["available_node_types"]
     assert {"head", "gpu_worker", "cpu_worker"} <= set(types)
     assert types["gpu_worker"]["max_workers"] > types["gpu_worker"]["min_workers"] == 0
+
+
+def test_python_dash_m_names_the_job_in_errors():
+    proc = subprocess.run([sys.executable, "-m", "jobs.mine", "decode.width_px=100"], capture_output=True, text=True,
+                          cwd=REPO, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("quarry mine: invalid config") and "__main__" not in proc.stderr
+    assert "Traceback" not in proc.stderr

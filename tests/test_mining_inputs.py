@@ -113,7 +113,7 @@ def test_summary_distributions_known_answer():
     assert s["yolo_score"][">=0.8"] == {"count": 2, "pct": 50.0} and s["yolo_score"][">=0.9"]["count"] == 1
     assert s["yolo_score"]["mean"] == pytest.approx(0.625) and s["yolo_score"]["min"] == 0.2
     assert s["gate_confidence"][">=0.7"]["count"] == 2 and s["gate_confidence"][">=0.85"]["count"] == 1
-    assert s["zone_state"] == {"OUT": 1, "APPROACHING": 1, "INSIDE": 2, "EXITING": 0}
+    assert s["semantic_state"] == {"OUT": 1, "APPROACHING": 1, "INSIDE": 2, "EXITING": 0}
     assert s["cue_count_bins"] == {"0-2": 1, "3-5": 1, "6-10": 0, "11-20": 1, "21+": 1}
     assert s["sustained_cues"] == {"2": 1, "3": 1, "4": 0, "5+": 2}
     empty = summarize_candidates(candidates.iloc[:0], 2)

@@ -1,5 +1,6 @@
 """The mining job on a local Ray (2 CPUs): real H.264 inputs, bad inputs, exactly-once outputs,
-a killed scoring actor, an interrupted run resumed, MLflow tracking."""
+a killed scoring actor, an interrupted run resumed, reruns keyed on model content, the latest
+attempt deciding, MLflow tracking."""
 
 from __future__ import annotations
 
@@ -8,16 +9,17 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import psutil
 import pytest
 
-from engine.config import load_config
+from engine.config import ConfigError, load_config
 from engine.mining.config import MineConfig
-from engine.mining.stages import KILL_ONCE_ENV
 from jobs import mine
 
 REPO = Path(__file__).resolve().parents[1]
@@ -76,7 +78,7 @@ def first_run(manifest, random_detector, tmp_path_factory):
 def test_every_input_is_processed_or_errored(first_run, bad_videos):
     cfg, summary = first_run
     io = summary["inputs"]
-    assert io == {"total": 15, "processed": 10, "errored": 5, "skipped_done": 0}
+    assert io == {"total": 15, "processed": 10, "skipped_done": 0, "errored": 5}
     errors = pd.read_parquet(cfg.output.out_dir / "errors.parquet").set_index("video_path")["reason"]
     assert errors[str(bad_videos["empty"])] == "empty file (0 bytes)"
     assert errors["/no/such/dir/missing.mp4"] == "file not found"
@@ -136,7 +138,8 @@ def test_rerun_skips_done_videos_and_gives_the_same_manifest(first_run):
     cfg, summary = first_run
     before = pd.read_parquet(cfg.output.out_dir / "candidates.parquet")
     again = mine.run(cfg)
-    assert again["inputs"]["skipped_done"] == 10 and again["inputs"]["errored"] == 5
+    assert again["inputs"] == {"total": 15, "processed": 0, "skipped_done": 10, "errored": 5}
+    assert again["frames_scored"] == 0
     pd.testing.assert_frame_equal(pd.read_parquet(cfg.output.out_dir / "candidates.parquet"), before)
 
 
@@ -144,15 +147,41 @@ def _comparable(candidates: pd.DataFrame) -> pd.DataFrame:
     return candidates.drop(columns=["snapshot_path"]).reset_index(drop=True)
 
 
-def test_killed_scoring_actor_gives_the_same_candidates(first_run, manifest, random_detector, tmp_path, monkeypatch):
+class ScorerKiller(threading.Thread):
+    """From the test's side: once `after_done` videos are committed, SIGKILL one live scoring
+    actor process (Ray titles it `ray::MapWorker(MapBatches(FrameScorer))...`), as a crashed
+    GPU node would."""
+
+    def __init__(self, done_dir: Path, after_done: int = 1):
+        super().__init__(daemon=True)
+        self.done_dir, self.after_done = done_dir, after_done
+        self.killed: list[int] = []
+        self.stop = threading.Event()
+
+    def run(self):
+        while not self.stop.is_set() and not self.killed:
+            if len(list(self.done_dir.glob("*.json"))) >= self.after_done:
+                for proc in psutil.process_iter(["cmdline"]):
+                    if "FrameScorer" in " ".join(proc.info["cmdline"] or []):
+                        proc.send_signal(signal.SIGKILL)
+                        self.killed.append(proc.pid)
+                        break
+            time.sleep(0.05)
+
+
+def test_killed_scoring_actor_gives_the_same_candidates(first_run, manifest, random_detector, tmp_path):
     cfg, _ = first_run
-    marker = tmp_path / "killed-once"
-    monkeypatch.setenv(KILL_ONCE_ENV, str(marker))
     killed_cfg = mine_config(manifest, random_detector, tmp_path / "out")
     # two actors holding both CPUs: planning must still run (it once deadlocked here)
     killed_cfg.scoring.max_actors = killed_cfg.scoring.min_actors = 2
-    summary = mine.run(killed_cfg)
-    assert marker.is_file(), "the scorer really died once"
+    killer = ScorerKiller(tmp_path / "out" / "done")
+    killer.start()
+    try:
+        summary = mine.run(killed_cfg)
+    finally:
+        killer.stop.set()
+        killer.join()
+    assert killer.killed, "a scoring actor was killed mid-run"
     assert summary["inputs"]["processed"] == 10 and summary["inputs"]["errored"] == 5
     expected = pd.read_parquet(cfg.output.out_dir / "candidates.parquet")
     got = pd.read_parquet(tmp_path / "out" / "candidates.parquet")
@@ -178,8 +207,7 @@ def test_interrupted_run_resumes_to_the_same_manifest(first_run, manifest, rando
     # the killed driver's local Ray may outlive it; stop it as a user would
     subprocess.run([str(Path(sys.executable).parent / "ray"), "stop", "--force"], capture_output=True, timeout=60)
     summary = mine.run(resumed_cfg)
-    assert summary["inputs"]["skipped_done"] == done_before
-    assert summary["inputs"]["processed"] == 10 and summary["inputs"]["errored"] == 5
+    assert summary["inputs"] == {"total": 15, "processed": 10 - done_before, "skipped_done": done_before, "errored": 5}
     expected = pd.read_parquet(cfg.output.out_dir / "candidates.parquet")
     pd.testing.assert_frame_equal(_comparable(pd.read_parquet(out / "candidates.parquet")), _comparable(expected))
 
@@ -207,3 +235,74 @@ def test_decode_in_tasks_layout_gives_the_same_candidates(first_run, manifest, r
     pd.testing.assert_frame_equal(got[same], expected[same])
     for column in ("yolo_score", "fused_score", "gate_confidence"):  # frames batch differently: float noise only
         assert np.allclose(got[column], expected[column], atol=1e-4)
+
+
+def test_retrained_checkpoint_and_a_new_error_are_never_hidden_by_old_results(manifest, tmp_path):
+    """Retrain base.pt in place: the rerun redoes every video. Then a config under which the
+    videos fail: their errors replace the old candidates. Then back: they succeed again."""
+    from engine.models.detector import build_detector
+
+    weights = tmp_path / "base.pt"
+    build_detector("quarry-yolo-tiny.yaml", ["cone", "barrel", "sign", "barrier"]).save(str(weights))
+    out = tmp_path / "out"
+    cfg = mine_config(manifest, weights, out)
+    cfg.input.limit = 3  # the three first world videos (2 s each)
+    first = mine.run(cfg)
+    assert first["inputs"] == {"total": 3, "processed": 3, "skipped_done": 0, "errored": 0}
+    before = pd.read_parquet(out / "candidates.parquet")
+    assert len(before) > 0
+
+    import torch
+    from ultralytics import YOLO
+
+    model = YOLO(str(weights))
+    with torch.no_grad():  # "retrain" in place: same path, new weights
+        for param in model.model.parameters():
+            param.mul_(0.5)
+    model.save(str(weights))
+    second = mine.run(cfg)
+    assert second["inputs"]["processed"] == 3 and second["inputs"]["skipped_done"] == 0
+    after = pd.read_parquet(out / "candidates.parquet")
+    assert set(after.detector_sha256) != set(before.detector_sha256)
+
+    failing = cfg.model_copy(deep=True)
+    failing.decode.start_s = 5.0  # past the end of these 2 s videos
+    third = mine.run(failing)
+    assert third["inputs"] == {"total": 3, "processed": 0, "skipped_done": 0, "errored": 3}
+    assert len(pd.read_parquet(out / "candidates.parquet")) == 0
+    errors = pd.read_parquet(out / "errors.parquet")
+    assert len(errors) == 3 and errors.reason.str.startswith("no frames in [5.0").all()
+    assert not list((out / "done").glob("*.json")) and not any((out / "candidates").iterdir())
+    fourth = mine.run(cfg)
+    assert fourth["inputs"]["processed"] == 3 and len(pd.read_parquet(out / "errors.parquet")) == 0
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "candidates.parquet"), after)
+
+
+def test_cue_classes_that_cannot_gate_are_config_errors_before_any_work(manifest, random_detector, tmp_path):
+    cfg = mine_config(manifest, random_detector, tmp_path / "out")
+    cfg.gate.min_cue_kinds = 5
+    with pytest.raises(ConfigError, match=r"gate.min_cue_kinds = 5: more than the 4 cue classes"):
+        mine.run(cfg)
+    cfg.gate.min_cue_kinds = 1
+    cfg.scoring.cue_classes = ["cone", "truck"]
+    with pytest.raises(ConfigError, match=r"\['truck'\] are not classes of the detector"):
+        mine.run(cfg)
+    assert not (tmp_path / "out").exists(), "nothing was written"
+
+
+def test_a_new_input_sharing_a_stem_keeps_the_old_keys(tiny_world, tmp_path):
+    from engine.mining.run import mining_inputs
+
+    cfg, _ = tiny_world
+    day1, day2 = tmp_path / "day1", tmp_path / "day2"
+    day1.mkdir()
+    day2.mkdir()
+    video = (Path(cfg.out_dir) / "videos" / "clean_0000.mp4").read_bytes()
+    (day1 / "cam.mp4").write_bytes(video)
+    config = load_config(MineConfig, None, [f"input.source={tmp_path}", f"output.out_dir={tmp_path / 'out'}"])
+    assert [v.key for v in mining_inputs(config)] == ["cam"]
+    (day2 / "cam.mp4").write_bytes(video)
+    keys = {v.uri: v.key for v in mining_inputs(config)}
+    assert keys[str(day1 / "cam.mp4")] == "cam" and keys[str(day2 / "cam.mp4")].startswith("cam-")
+    fresh = load_config(MineConfig, None, [f"input.source={tmp_path}", f"output.out_dir={tmp_path / 'other'}"])
+    assert all(k.startswith("cam-") for k in (v.key for v in mining_inputs(fresh))), "a new out_dir: both hashed"

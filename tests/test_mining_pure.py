@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.mining.fusion import clip_workzone_probability, frame_cues, fuse_scores
-from engine.mining.gating import GateParams, run_gate, zone_states
+from engine.mining.gating import GateParams, run_gate, semantic_states
 from engine.mining.selection import SelectionParams, count_reasons, select_candidates
 
 CONE, BARREL, SIGN = 1 << 0, 1 << 1, 1 << 2
@@ -53,7 +53,7 @@ def test_gate_window_edges():
     # cone counts in window: 1,2,3,2,1,0 ; barrel counts: 0,1,2,3,2,1
     assert result.sustained_cues.tolist() == [0, 1, 2, 2, 1, 0]
     assert result.gate_pass.tolist() == [False, False, True, True, False, False]
-    assert result.zone_state.tolist() == ["OUT", "APPROACHING", "INSIDE", "INSIDE", "EXITING", "OUT"]
+    assert result.semantic_state.tolist() == ["OUT", "APPROACHING", "INSIDE", "INSIDE", "EXITING", "OUT"]
 
 
 def test_gate_gap_breaks_persistence():
@@ -61,7 +61,7 @@ def test_gate_gap_breaks_persistence():
     mask = np.array([CONE | SIGN] * 3 + [0] * 3 + [CONE | SIGN] * 3)
     result = run_gate(mask, np.ones(9), GateParams(min_cue_kinds=2, min_frames=2, window_frames=3))
     assert result.gate_pass.tolist() == [False, True, True, True, False, False, False, True, True]
-    assert result.zone_state.tolist() == ["OUT", "INSIDE", "INSIDE", "INSIDE", "EXITING", "OUT", "OUT", "INSIDE", "INSIDE"]
+    assert result.semantic_state.tolist() == ["OUT", "INSIDE", "INSIDE", "INSIDE", "EXITING", "OUT", "OUT", "INSIDE", "INSIDE"]
 
 
 def test_gate_confidence_known_answer():
@@ -77,13 +77,13 @@ def test_gate_confidence_known_answer():
 
 def test_approaching_falls_back_to_out():
     sustained = np.array([1, 0, 0, 0, 0])
-    states = zone_states(sustained, np.zeros(5, bool), window_frames=3)
+    states = semantic_states(sustained, np.zeros(5, bool), window_frames=3)
     assert states.tolist() == ["APPROACHING", "APPROACHING", "APPROACHING", "OUT", "OUT"]
 
 
 def test_empty_timeline():
     result = run_gate(np.zeros(0, np.int64), np.zeros(0), GateParams())
-    assert len(result.gate_pass) == 0 and len(result.zone_state) == 0
+    assert len(result.gate_pass) == 0 and len(result.semantic_state) == 0
 
 
 def _select(mode="edge-cases", label="tp", **kw):
@@ -118,9 +118,11 @@ def test_false_alarm_mode():
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 15), st.floats(0, 1)), min_size=1, max_size=40), st.randoms())
-def test_gate_and_selection_ignore_arrival_order(rows, rnd):
-    """The per-video step sorts by frame, so any arrival order gives the same candidates."""
+@given(st.lists(st.tuples(st.integers(0, 15), st.floats(0, 1)), min_size=1, max_size=40), st.randoms(),
+       st.integers(1, 40))
+def test_gate_and_selection_ignore_arrival_order(rows, rnd, n_retried):
+    """The per-video step sorts by frame and drops rows a retried task sent again, so any
+    arrival order, with any duplicates, gives the same candidates."""
     from engine.mining.timeline import finalize_video
     import pandas as pd
 
@@ -130,7 +132,9 @@ def test_gate_and_selection_ignore_arrival_order(rows, rnd):
         "fused_score": [f for _, f in rows],
         "yolo_score": [f for _, f in rows],
     })
-    shuffled = frames.sample(frac=1.0, random_state=rnd.randint(0, 10**6))
+    retried = frames.sample(n=min(n_retried, len(frames)), random_state=rnd.randint(0, 10**6))
+    shuffled = pd.concat([frames, retried]).sample(frac=1.0, random_state=rnd.randint(0, 10**6))
+    assert len(shuffled) > len(frames), "the input really holds duplicates"
     gate = GateParams(min_cue_kinds=2, min_frames=2, window_frames=3)
     sel = SelectionParams(band_low=0.2, band_high=0.9, quota_per_video=5, min_gap_frames=3)
     a = finalize_video(frames, "tp", gate, sel)
@@ -138,3 +142,20 @@ def test_gate_and_selection_ignore_arrival_order(rows, rnd):
     pd.testing.assert_frame_equal(a, b)
     again = finalize_video(frames, "tp", gate, sel)
     pd.testing.assert_frame_equal(a, again)
+
+
+def test_a_nan_score_is_invalid_and_does_not_poison_the_gate():
+    mask = np.array([CONE | BARREL] * 6)
+    fused = np.array([0.6, np.nan, 0.6, 0.6, 0.6, 0.6])
+    params = GateParams(min_cue_kinds=2, min_frames=2, window_frames=2, persistence_weight=0.5)
+    result = run_gate(mask, fused, params)
+    assert np.isfinite(result.gate_confidence).all()
+    # the NaN row counts as 0 in the windows it belongs to (rows 1 and 2), and no further
+    assert result.gate_confidence[2] == pytest.approx(0.5 * 1.0 + 0.5 * 0.3)
+    assert result.gate_confidence[3] == pytest.approx(0.5 * 1.0 + 0.5 * 0.6)
+    reasons = select_candidates(np.arange(6) * 2, np.full(6, 0.9), fused, result.gate_pass, result.gate_confidence,
+                                "fp", SelectionParams(mode="edge-cases", band_low=0.0, band_high=1.0, min_gap_frames=0))
+    assert reasons[1] == "invalid_score" and "invalid_score" not in np.delete(reasons, 1)
+    yolo_nan = select_candidates(np.arange(3), np.array([0.9, np.nan, 0.9]), np.full(3, 0.5), np.ones(3, bool),
+                                 np.ones(3), "fp", SelectionParams(mode="false-alarms", min_gap_frames=0))
+    assert yolo_nan.tolist() == ["selected", "invalid_score", "selected"]

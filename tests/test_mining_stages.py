@@ -6,12 +6,14 @@ import json
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 
 from engine.mining.config import DecodeConfig, ScoringConfig
-from engine.mining.pipeline import VideoAssembler, run_hash
+from engine.mining.identity import model_identity, run_hash
+from engine.mining.pipeline import VideoAssembler
 from engine.mining.stages import ROW_COLUMNS, FrameScorer, empty_row, plan_chunks, to_frame
 
 
@@ -30,16 +32,46 @@ class StubDetector:
         return [SimpleNamespace(boxes=boxes) for _ in images]
 
 
+class OrangeDetector:
+    """Answers like `ultralytics.YOLO.predict` from the pixels: one "cone" box around the
+    orange pixels of each (BGR) image, confidence = their share of the image. A wrong
+    reshape, a swapped channel order or a wrong frame changes its answer."""
+
+    names = {0: "cone", 1: "barrel", 2: "sign", 3: "barrier"}
+
+    def predict(self, images, **kwargs):
+        results = []
+        for bgr in images:
+            b, g, r = (bgr[..., i].astype(int) for i in range(3))
+            orange = (r > 150) & (g > 40) & (g < 170) & (b < 110) & (r - b > 90)
+            ys, xs = np.nonzero(orange)
+            if len(xs):
+                xyxy = torch.tensor([[xs.min(), ys.min(), xs.max() + 1.0, ys.max() + 1.0]], dtype=torch.float32)
+                conf, cls = torch.tensor([min(1.0, 0.2 + 20 * orange.mean())]), torch.tensor([0.0])
+            else:
+                xyxy, conf, cls = torch.zeros((0, 4)), torch.zeros(0), torch.zeros(0)
+            results.append(SimpleNamespace(boxes=SimpleNamespace(xyxy=xyxy, conf=conf, cls=cls)))
+        return results
+
+
 class StubScorer(FrameScorer):
+    detector_class = StubDetector
+
     def setup(self):
-        self.detector = StubDetector()
+        self.detector = self.detector_class()
         self.cue_ids = [0, 1, 2, 3]
         self.clip = None
+        if self.scoring.use_clip:
+            self._setup_clip()  # the real (tiny, seeded) CLIP
 
 
-def _scorer(**decode):
-    scoring = ScoringConfig(use_clip=False).model_dump(mode="json")
-    return StubScorer(scoring, DecodeConfig(**decode).model_dump(mode="json"))
+class OrangeScorer(StubScorer):
+    detector_class = OrangeDetector
+
+
+def _scorer(cls=StubScorer, use_clip=False, **decode):
+    scoring = ScoringConfig(use_clip=use_clip).model_dump(mode="json")
+    return cls(scoring, DecodeConfig(**decode).model_dump(mode="json"))
 
 
 def _video(tiny_world, stem="workzone_0000"):
@@ -89,7 +121,7 @@ def test_scorer_emits_frame_rows_then_chunk_end(tiny_world):
 def test_scorer_passes_probe_errors_through(tmp_path):
     scorer = _scorer()
     task = {"uri": "x", "video_key": "x", "fps": 0.0, "first_frame": 0, "last_frame": 0, "chunk_index": 0,
-            "n_chunks": 1, "error": "file not found"}
+            "n_chunks": 1, "native_width": 0, "native_height": 0, "error": "file not found"}
     (out,) = list(scorer(pd.DataFrame([task]).to_dict("list")))
     assert out.row_kind.tolist() == ["error"] and out.error.tolist() == ["file not found"]
 
@@ -124,6 +156,22 @@ def test_assembler_waits_for_every_chunk_and_row():
     assert list(asm.pending) == ["b"]
 
 
+def test_a_video_whose_chunks_end_without_frames_is_an_error(listed_but_undecodable_video):
+    """PyAV probes the cut file's full frame count, then decodes nothing past the cut: every
+    chunk ends with 0 rows. The video must become an error, not crash the driver."""
+    from engine.mining.pipeline import NO_FRAMES
+    from engine.video.decode import probe_video
+
+    assert probe_video(str(listed_but_undecodable_video), "pyav").n_frames == 20
+    scorer = _scorer(backend="pyav", start_s=1.0, chunk_frames=2)
+    tasks = plan_chunks({"uri": str(listed_but_undecodable_video), "key": "cut"}, scorer.decode.model_dump())
+    assert len(tasks) > 1 and not any(t["error"] for t in tasks)
+    out = pd.concat(list(scorer(pd.DataFrame(tasks).to_dict("list"))), ignore_index=True)
+    assert set(out.row_kind) == {"chunk_end"} and (out.n_rows == 0).all()
+    (done,) = VideoAssembler().add(out)
+    assert done == ("cut", None, NO_FRAMES)
+
+
 def test_assembler_reports_errors():
     asm = VideoAssembler()
     err = empty_row(row_kind="error", video_key="v", chunk_index=1, n_chunks=2, error="decode failed")
@@ -136,17 +184,42 @@ def test_run_hash_ignores_pool_size_only():
     from engine.config import load_config
     from engine.mining.config import MineConfig
 
-    base = run_hash(load_config(MineConfig))
-    assert run_hash(load_config(MineConfig, None, ["scoring.max_actors=8", "scoring.num_gpus_per_actor=0.5"])) == base
-    assert run_hash(load_config(MineConfig, None, ["gate.min_frames=2"])) != base
-    assert run_hash(load_config(MineConfig, None, ["output.out_dir=/elsewhere"])) == base
+    def rh(*overrides):
+        cfg = load_config(MineConfig, None, list(overrides))
+        return run_hash(cfg, model_identity(cfg))
+
+    base = rh()
+    assert rh("scoring.max_actors=8", "scoring.num_gpus_per_actor=0.5") == base
+    assert rh("output.out_dir=/elsewhere") == base
+    for changed in ("gate.min_frames=2", "decode.stride=3", "selection.quota_per_video=9", "scoring.cue_conf=0.5",
+                    "scoring.clip.arch=ViT-B-32"):
+        assert rh(changed) != base, changed
+
+
+def test_run_hash_follows_the_checkpoint_bytes(tmp_path):
+    """Retraining base.pt in place (same path, new bytes) must redo every video."""
+    from engine.config import load_config
+    from engine.mining.config import MineConfig
+
+    weights, clip = tmp_path / "base.pt", tmp_path / "clip.pt"
+    weights.write_bytes(b"round 1")
+    clip.write_bytes(b"clip 1")
+    cfg = load_config(MineConfig, None, [f"scoring.detector.source={weights}", f"scoring.clip.checkpoint={clip}"])
+    first = model_identity(cfg)
+    weights.write_bytes(b"round 2")
+    second = model_identity(cfg)
+    assert first["detector"] != second["detector"] and first["clip"] == second["clip"]
+    assert run_hash(cfg, first) != run_hash(cfg, second)
+    clip.write_bytes(b"clip 2")
+    assert model_identity(cfg)["clip"] != second["clip"]
 
 
 def test_tasks_layout_scores_the_same_rows_as_the_actor_layout(tiny_world):
-    """decode.layout=tasks: frames decoded upstream (raw RGB bytes) score exactly as in-actor."""
+    """decode.layout=tasks: frames decoded upstream (raw RGB bytes) score exactly as in-actor,
+    with a detector and a CLIP whose answers depend on every pixel."""
     from engine.mining.stages import decode_chunks
 
-    scorer = _scorer(stride=2, batch_frames=4, chunk_frames=3)
+    scorer = _scorer(OrangeScorer, use_clip=True, stride=2, batch_frames=4, chunk_frames=3)
     decode = scorer.decode.model_dump()
     tasks = []
     for key in ("workzone_0000", "clean_0000"):
@@ -161,4 +234,28 @@ def test_tasks_layout_scores_the_same_rows_as_the_actor_layout(tiny_world):
     order = ["video_key", "row_kind", "chunk_index", "frame"]
     a = in_actor.sort_values(order).reset_index(drop=True)
     b = upstream.sort_values(order).reset_index(drop=True)
-    pd.testing.assert_frame_equal(a, b)
+    frames = a[a.row_kind == "frame"]
+    assert (frames.n_boxes > 0).any() and (frames.n_boxes == 0).any(), "the detector saw the pixels"
+    assert frames.clip_p_workzone.nunique() > 1, "CLIP saw the pixels"
+    pd.testing.assert_frame_equal(a, b, check_exact=False, atol=1e-5)
+
+
+def test_boxes_are_in_native_pixels_when_decoding_smaller(tiny_world):
+    """decode.width_px halves the frames; stored boxes still land on the native-size objects."""
+    path = _video(tiny_world)  # 256 x 144
+    rows = {}
+    for size in ({}, {"width_px": 128, "height_px": 72}):
+        scorer = _scorer(OrangeScorer, stride=5, **size)
+        tasks = plan_chunks({"uri": path, "key": "wz"}, scorer.decode.model_dump())
+        out = pd.concat(list(scorer(pd.DataFrame(tasks).to_dict("list"))), ignore_index=True)
+        rows[bool(size)] = out[out.row_kind == "frame"].set_index("frame")
+    native, small = rows[False], rows[True]
+    both = [f for f in native.index if native.n_boxes[f] and small.n_boxes[f]]
+    assert both, "orange objects are visible at both sizes"
+    for frame in both:
+        (_, _, *box_native), = json.loads(native.boxes_json[frame])
+        (_, _, *box_small), = json.loads(small.boxes_json[frame])
+        # a colour threshold on a resized frame moves an edge by a few pixels; unscaled boxes
+        # (decoded pixels) would be off by half the frame
+        assert np.allclose(box_small, box_native, atol=10.0), (frame, box_small, box_native)
+    assert small.cue_area_frac[both].to_numpy() == pytest.approx(native.cue_area_frac[both].to_numpy(), abs=0.02)

@@ -123,7 +123,7 @@ def test_ground_truth_boxes_inside_frames_and_lookalikes_unlabelled(tiny_world):
     assert boxes[boxes.video_stem.str.startswith("workzone")].is_cue.sum() > 0
     assert boxes[boxes.video_stem.str.startswith("clean")].empty
     frames = pd.read_parquet(root / "ground_truth" / "frames.parquet")
-    assert set(frames[frames.video_stem.str.startswith("lookalike")].zone_state) == {"OUT"}
+    assert set(frames[frames.video_stem.str.startswith("lookalike")].semantic_state) == {"OUT"}
     for label_file in (root / "heldout" / "lookalike" / "labels").glob("*.txt"):
         assert label_file.read_text() == ""
 

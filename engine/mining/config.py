@@ -148,3 +148,11 @@ class MineConfig(Section):
     output: OutputConfig = OutputConfig()
     tracking: TrackingConfig = TrackingConfig()
     ray: RayConfig = RayConfig()
+
+    @model_validator(mode="after")
+    def _gate_fits_cue_classes(self):
+        cues = self.scoring.cue_classes
+        if cues is not None and self.gate.min_cue_kinds > len(cues):
+            raise ValueError(f"gate.min_cue_kinds ({self.gate.min_cue_kinds}) is more than the {len(cues)} "
+                             f"scoring.cue_classes {cues}: the gate could never pass")
+        return self

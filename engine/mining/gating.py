@@ -5,6 +5,10 @@ class of the detector) *persists* at row i when it was present in at least `min_
 of the last `window_frames` rows (i included). The gate passes when at least
 `min_cue_kinds` kinds persist (seed 000's "multi-cue AND gate"; its most common case is
 2 sustained cues). Windows count sampled rows, so they scale with the stride.
+
+A fused score that is not a number (a model that overflowed, say) counts as 0 in the
+windowed mean, so one bad frame cannot turn every later gate confidence into NaN;
+selection gives such a frame the reason `invalid_score`.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-ZONE_STATES = ("OUT", "APPROACHING", "INSIDE", "EXITING")
+SEMANTIC_STATES = ("OUT", "APPROACHING", "INSIDE", "EXITING")
 
 
 @dataclass(frozen=True)
@@ -30,7 +34,7 @@ class GateResult:
     sustained_cues: np.ndarray  # (n,) number of persisting kinds
     gate_pass: np.ndarray  # (n,) bool
     gate_confidence: np.ndarray  # (n,) in [0, 1]
-    zone_state: np.ndarray  # (n,) str
+    semantic_state: np.ndarray  # (n,) str
 
 
 def _rolling_sum(x: np.ndarray, window: int) -> np.ndarray:
@@ -44,6 +48,7 @@ def run_gate(cue_mask: np.ndarray, fused_score: np.ndarray, params: GateParams) 
     """Gate every row of one video's timeline (rows sorted by frame)."""
     cue_mask = np.asarray(cue_mask, np.int64).reshape(-1)
     fused = np.asarray(fused_score, np.float64).reshape(-1)
+    fused = np.where(np.isfinite(fused), fused, 0.0)
     n = len(cue_mask)
     present = ((cue_mask[:, None] >> np.arange(params.n_kinds)[None, :]) & 1).astype(np.float64)
     counts = _rolling_sum(present, params.window_frames) if n else present
@@ -55,10 +60,10 @@ def run_gate(cue_mask: np.ndarray, fused_score: np.ndarray, params: GateParams) 
     fused_mean = _rolling_sum(fused, params.window_frames) / window_rows if n else np.zeros(0)
     w = params.persistence_weight
     confidence = np.clip(w * persistence + (1 - w) * fused_mean, 0.0, 1.0)
-    return GateResult(sustained, gate_pass, confidence, zone_states(sustained, gate_pass, params.window_frames))
+    return GateResult(sustained, gate_pass, confidence, semantic_states(sustained, gate_pass, params.window_frames))
 
 
-def zone_states(sustained: np.ndarray, gate_pass: np.ndarray, window_frames: int) -> np.ndarray:
+def semantic_states(sustained: np.ndarray, gate_pass: np.ndarray, window_frames: int) -> np.ndarray:
     """OUT -> APPROACHING (some cue persists) -> INSIDE (gate passes) -> EXITING (gate lost)
     -> OUT (no cue persists). APPROACHING falls back to OUT after a window without evidence;
     EXITING goes back to INSIDE if the gate passes again."""

@@ -2,7 +2,9 @@
 
 Every input gets a `key`: its file stem made safe for file names (ASCII letters, digits,
 `-`, `_`, `.`; no leading dot, no `..`), with a short hash of its URI appended when the
-stem had to change or collides with another input's. Outputs are named by key.
+stem had to change or collides with another input's. Outputs are named by key. Keys already
+given out (`known_keys`, the mining job's registry of its out_dir) are kept, so a new input
+that shares a stem never renames an existing one's outputs.
 """
 
 from __future__ import annotations
@@ -48,16 +50,24 @@ def safe_key(stem: str) -> str:
     return key[:120]
 
 
-def assign_keys(uris: list[str]) -> list[str]:
-    """Unique output keys for `uris` (see module doc); a function of each URI and the stem set."""
-    stems = [Path(_local(u.rstrip("/"))).stem for u in uris]
-    safe = [safe_key(s) for s in stems]
+def assign_keys(uris: list[str], known_keys: dict[str, str] | None = None) -> list[str]:
+    """Unique output keys for `uris` (see module doc). A URI in `known_keys` keeps its key;
+    a new one gets its safe stem unless that is taken or shared, else stem + URI hash."""
+    known = known_keys or {}
+    taken = set(known.values())
+    new = [u for u in uris if u not in known]
+    stems = {u: Path(_local(u.rstrip("/"))).stem for u in new}
+    safe = {u: safe_key(stems[u]) for u in new}
     seen: dict[str, int] = {}
-    for k in safe:
+    for k in safe.values():
         seen[k] = seen.get(k, 0) + 1
     keys = []
-    for uri, stem, key in zip(uris, stems, safe):
-        if key != stem or seen[key] > 1 or not key:
+    for uri in uris:
+        if uri in known:
+            keys.append(known[uri])
+            continue
+        key = safe[uri]
+        if key != stems[uri] or seen[key] > 1 or not key or key in taken:
             key = f"{key or 'video'}-{hashlib.sha1(uri.encode()).hexdigest()[:8]}"
         keys.append(key)
     return keys
@@ -98,7 +108,7 @@ def _read_manifest(source: str) -> pd.DataFrame:
         raise ConfigError(f"input.source = {source!r}: cannot read manifest ({exc})") from None
 
 
-def _from_manifest(source: str) -> list[VideoInput]:
+def _from_manifest(source: str, known_keys: dict[str, str] | None) -> list[VideoInput]:
     table = _read_manifest(source)
     if "video_uri" not in table.columns:
         raise ConfigError(f"input.source = {source!r}: manifest needs a video_uri column (has {list(table.columns)})")
@@ -113,14 +123,15 @@ def _from_manifest(source: str) -> list[VideoInput]:
         uris.append(uri if is_remote(uri) or Path(_local(uri)).is_absolute() else f"{base}/{uri}")
     meta_cols = [c for c in table.columns if c not in ("video_uri", "video_label", "video_stem")]
     metadata = table[meta_cols].astype(object).where(table[meta_cols].notna(), None).to_dict("records")
-    return [VideoInput(u, k, l, m) for u, k, l, m in zip(uris, assign_keys(uris), labels, metadata)]
+    return [VideoInput(u, k, l, m) for u, k, l, m in zip(uris, assign_keys(uris, known_keys), labels, metadata)]
 
 
-def list_inputs(source: str, extensions: list[str], limit: int | None = None) -> list[VideoInput]:
+def list_inputs(source: str, extensions: list[str], limit: int | None = None,
+                known_keys: dict[str, str] | None = None) -> list[VideoInput]:
     """Resolve `source` to a sorted list of inputs; raise ConfigError naming it if it matches nothing."""
     extensions = [e.lower() for e in extensions]
     if source.lower().endswith(MANIFEST_SUFFIXES):
-        inputs = _from_manifest(source)
+        inputs = _from_manifest(source, known_keys)
     else:
         if is_remote(source):
             uris = _list_remote(source, extensions)
@@ -132,7 +143,7 @@ def list_inputs(source: str, extensions: list[str], limit: int | None = None) ->
             uris = [_local(source)]
         else:
             raise ConfigError(f"input.source = {source!r}: no such file, folder, pattern or manifest")
-        inputs = [VideoInput(u, k) for u, k in zip(uris, assign_keys(uris))]
+        inputs = [VideoInput(u, k) for u, k in zip(uris, assign_keys(uris, known_keys))]
     if not inputs:
         raise ConfigError(f"input.source = {source!r}: matched no videos (extensions {extensions})")
     return inputs[:limit] if limit else inputs

@@ -5,16 +5,21 @@
     <out>/parts/<key>.parquet              the video's candidate rows
     <out>/annotated/<key>.mp4              optional H.264 overlay
     <out>/done/<key>.json                  completion marker, written last
-    <out>/errors/<key>.json                why a video failed (removed when it later succeeds)
+    <out>/errors/<key>.json                why a video failed
 
-A rerun trusts only markers: a video without one is redone from scratch, and the run-level
-tables are rebuilt from the markers' videos, so nothing is lost or duplicated.
+The latest attempt decides. Both files carry the time of their attempt; a success removes
+the video's error file, and a failure removes the marker and the outputs of an earlier
+success, so old candidates never stand in for a new error. Should a crash leave both files,
+the newer wins. A rerun trusts only markers: a video without one is redone from scratch, and
+the run-level tables are rebuilt from each video's latest attempt, so nothing is lost or
+duplicated.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 
 import cv2
@@ -37,9 +42,26 @@ def marker_path(out: Path, key: str) -> Path:
     return Path(out) / "done" / f"{key}.json"
 
 
-def read_marker(out: Path, key: str) -> dict | None:
-    path = marker_path(out, key)
+def error_path(out: Path, key: str) -> Path:
+    return Path(out) / "errors" / f"{key}.json"
+
+
+def _read_json(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
+
+
+def read_marker(out: Path, key: str) -> dict | None:
+    return _read_json(marker_path(out, key))
+
+
+def latest_attempt(out: Path, key: str) -> tuple[str, dict] | None:
+    """("done", marker) or ("error", error record) of the video's latest attempt, or None."""
+    marker, error = read_marker(out, key), _read_json(error_path(out, key))
+    if marker and error:  # a crash between writing one and removing the other
+        return ("done", marker) if marker.get("attempted_at", 0) >= error.get("attempted_at", 0) else ("error", error)
+    if marker:
+        return "done", marker
+    return ("error", error) if error else None
 
 
 def snapshot_name(key: str, frame: int) -> str:
@@ -55,7 +77,7 @@ def candidate_rows(video: VideoInput, timeline: pd.DataFrame, provenance: dict) 
         "timestamp_s": chosen["t_s"].to_numpy(),
         "yolo_score": chosen["yolo_score"].to_numpy(),
         "fused_score": chosen["fused_score"].to_numpy(),
-        "semantic_state": chosen["zone_state"].to_numpy(),
+        "semantic_state": chosen["semantic_state"].to_numpy(),
         "gate_pass": chosen["gate_pass"].to_numpy(),
         "sustained_cues": chosen["sustained_cues"].to_numpy(),
         "gate_confidence": chosen["gate_confidence"].to_numpy(),
@@ -96,7 +118,7 @@ def _write_snapshots(path: str, key: str, frames: list[int], out: Path, quality:
 def _write_overlay(path: str, key: str, timeline: pd.DataFrame, out: Path, fps: float) -> None:
     from engine.synth.video_io import write_h264
 
-    states = dict(zip(timeline["frame"], zip(timeline["zone_state"], timeline["gate_pass"], timeline["boxes_json"])))
+    states = dict(zip(timeline["frame"], zip(timeline["semantic_state"], timeline["gate_pass"], timeline["boxes_json"])))
 
     def frames():
         for frame_ids, pixels in decode_frames(path, list(timeline["frame"])):
@@ -126,16 +148,23 @@ def commit_video(out: Path, video: VideoInput, timeline: pd.DataFrame, provenanc
     write_table(rows, out / "parts" / f"{video.key}.parquet")
     reasons = timeline["reason"].value_counts().to_dict()
     marker = {"key": video.key, "uri": video.uri, "frames_scored": len(timeline), "candidates": len(rows),
-              "reasons": {k: int(v) for k, v in reasons.items()}, "run_hash": run_hash}
-    (out / "errors" / f"{video.key}.json").unlink(missing_ok=True)
+              "reasons": {k: int(v) for k, v in reasons.items()}, "run_hash": run_hash, "attempted_at": time.time()}
     atomic_write_json(marker_path(out, video.key), marker)
+    error_path(out, video.key).unlink(missing_ok=True)
     return marker
 
 
 def record_error(out: Path, video: VideoInput, reason: str, run_hash: str) -> dict:
+    """Record why the video failed; the outputs of an earlier success are removed with it."""
+    out = Path(out)
     error = {"key": video.key, "video_path": video.uri, "video_label": video.video_label, "reason": reason,
-             "run_hash": run_hash}
-    atomic_write_json(Path(out) / "errors" / f"{video.key}.json", error)
+             "run_hash": run_hash, "attempted_at": time.time()}
+    atomic_write_json(error_path(out, video.key), error)
+    marker_path(out, video.key).unlink(missing_ok=True)
+    for stale in (out / "parts" / f"{video.key}.parquet", out / "timelines" / f"{video.key}.parquet",
+                  out / "timelines" / f"{video.key}.csv", out / "annotated" / f"{video.key}.mp4"):
+        stale.unlink(missing_ok=True)
+    shutil.rmtree(out / "candidates" / video.key, ignore_errors=True)
     return error
 
 
@@ -144,10 +173,14 @@ def rebuild_tables(out: Path, videos: list[VideoInput], csv: bool = True) -> tup
     out = Path(out)
     parts, errors = [], []
     for video in videos:
-        if marker_path(out, video.key).is_file():
+        attempt = latest_attempt(out, video.key)
+        if attempt is None:
+            continue
+        kind, record = attempt
+        if kind == "done":
             parts.append(pd.read_parquet(out / "parts" / f"{video.key}.parquet"))
-        elif (out / "errors" / f"{video.key}.json").is_file():
-            errors.append(json.loads((out / "errors" / f"{video.key}.json").read_text()))
+        else:
+            errors.append(record)
     parts = [p for p in parts if len(p)]
     candidates = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=CANDIDATE_COLUMNS)
     candidates = candidates.sort_values(["video_key", "frame"], kind="stable").reset_index(drop=True)

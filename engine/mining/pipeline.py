@@ -14,8 +14,6 @@ pixels, so driver memory stays flat as the number of videos grows.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import re
 import time
@@ -30,7 +28,7 @@ from engine.config import config_to_dict
 from engine.mining.config import MineConfig
 from engine.mining.gating import GateParams
 from engine.mining.inputs import VideoInput
-from engine.mining.outputs import commit_video, read_marker, record_error
+from engine.mining.outputs import commit_video, latest_attempt, record_error
 from engine.mining.selection import SelectionParams
 from engine.mining.stages import MAX_CUE_KINDS, FrameScorer, decode_chunks, plan_chunks
 from engine.mining.timeline import finalize_video
@@ -38,20 +36,8 @@ from engine.models import ModelError
 
 log = logging.getLogger("quarry.mine")
 MAX_PENDING_WRITES = 8  # videos whose outputs are being written; bounds driver memory
+NO_FRAMES = "decoded no frames (the file lists frames that could not be read)"
 
-
-POOL_KEYS = ("min_actors", "max_actors", "num_gpus_per_actor", "num_cpus_per_actor")  # where, not what
-
-
-def run_hash(cfg: MineConfig) -> str:
-    """Hash of everything that decides a video's outputs; markers from another hash are redone.
-
-    Pool sizing and resources are left out: resizing the pool must not redo finished videos.
-    """
-    data = config_to_dict(cfg)
-    relevant = {k: data[k] for k in ("decode", "scoring", "gate", "selection")}
-    relevant["scoring"] = {k: v for k, v in relevant["scoring"].items() if k not in POOL_KEYS}
-    return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:12]
 
 
 @dataclass
@@ -87,7 +73,12 @@ class VideoAssembler:
             if any(per_chunk.get(c, 0) < n for c, n in p.ended.items()):
                 continue  # a chunk's end arrived before some of its rows; wait for them
             del self.pending[key]
-            finished.append((key, None, p.errors[0]) if p.errors else (key, frames, None))
+            if p.errors:
+                finished.append((key, None, p.errors[0]))
+            elif frames.empty:  # every chunk ended without a frame: the container listed frames it could not give
+                finished.append((key, None, NO_FRAMES))
+            else:
+                finished.append((key, frames, None))
         return finished
 
 
@@ -225,10 +216,10 @@ def mine_videos(cfg: MineConfig, videos: list[VideoInput], provenance: dict) -> 
 
 
 def completed_keys(out: Path, videos: list[VideoInput], rh: str) -> set[str]:
-    """Inputs whose outputs were committed by a run with the same scoring/gating config."""
+    """Inputs whose latest attempt succeeded under the same run hash (models and settings)."""
     done = set()
     for video in videos:
-        marker = read_marker(out, video.key)
-        if marker and marker.get("run_hash") == rh and marker.get("uri") == video.uri:
+        attempt = latest_attempt(out, video.key)
+        if attempt and attempt[0] == "done" and attempt[1].get("run_hash") == rh and attempt[1].get("uri") == video.uri:
             done.add(video.key)
     return done

@@ -7,7 +7,8 @@ Two modes:
   current model fires (yolo_score >= fire_threshold) and, when `require_gate`, the gate
   would have raised an alarm; ranked by yolo_score. These are hard negatives.
 Then a per-video quota and a minimum gap in frames between candidates (temporal
-de-duplication), greedily by rank (ties: earlier frame first).
+de-duplication), greedily by rank (ties: earlier frame first). A frame whose YOLO or fused
+score is not a finite number is never a candidate (reason `invalid_score`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 
 MODES = ("edge-cases", "false-alarms")
 FALSE_ALARM_LABELS = ("fp", "clean")
-REASONS = ("selected", "gate_failed", "below_band", "above_band", "model_silent", "not_false_alarm_video",
+REASONS = ("selected", "invalid_score", "gate_failed", "below_band", "above_band", "model_silent", "not_false_alarm_video",
            "too_close", "over_quota")
 
 
@@ -41,14 +42,15 @@ def select_candidates(frame: np.ndarray, yolo_score: np.ndarray, fused_score: np
     n = len(frame)
     reasons = np.full(n, "", dtype=object)
     gate_pass = np.asarray(gate_pass, bool)
+    fused = np.asarray(fused_score, np.float64)
+    yolo = np.asarray(yolo_score, np.float64)
+    invalid = ~(np.isfinite(fused) & np.isfinite(yolo))
     if params.mode == "edge-cases":
-        fused = np.asarray(fused_score, np.float64)
         reasons[~gate_pass] = "gate_failed"
         reasons[gate_pass & (fused < params.band_low)] = "below_band"
         reasons[gate_pass & (fused > params.band_high)] = "above_band"
         priority = np.asarray(gate_confidence, np.float64)
     elif params.mode == "false-alarms":
-        yolo = np.asarray(yolo_score, np.float64)
         if video_label not in FALSE_ALARM_LABELS:
             reasons[:] = "not_false_alarm_video"
         else:
@@ -58,6 +60,7 @@ def select_candidates(frame: np.ndarray, yolo_score: np.ndarray, fused_score: np
         priority = yolo
     else:
         raise ValueError(f"unknown mining mode {params.mode!r}; expected one of {MODES}")
+    reasons[invalid & (reasons != "not_false_alarm_video")] = "invalid_score"
     eligible = np.flatnonzero(reasons == "")
     order = eligible[np.lexsort((frame[eligible], -priority[eligible]))]
     chosen: list[int] = []

@@ -43,16 +43,12 @@ ROW_COLUMNS = {
     "cue_area_frac": np.float64,
     "cue_center_x": np.float64,
     "n_boxes": np.int64,
-    "boxes_json": str,  # [[class name, conf, x1, y1, x2, y2], ...] in decoded-frame pixels
+    "boxes_json": str,  # [[class name, conf, x1, y1, x2, y2], ...] in the video's native pixels
     "n_rows": np.int64,  # chunk_end: frame rows emitted for the chunk
     "error": str,
 }
 
 MAX_CUE_KINDS = 63  # cue kinds are the bits of an int64 cue_mask
-
-# Fault injection for reliability tests: when this env var names a file that does not exist
-# yet, the first scorer call creates it and kills its own process, as a crashed GPU would.
-KILL_ONCE_ENV = "QUARRY_TEST_KILL_SCORER_ONCE"
 
 
 def empty_row(**values) -> dict:
@@ -75,7 +71,8 @@ def plan_chunks(video: dict, decode: dict) -> list[dict]:
     from engine.video.decode import probe_video
 
     cfg = DecodeConfig.model_validate(decode)
-    base = {"uri": video["uri"], "video_key": video["key"], "fps": 0.0, "first_frame": 0, "last_frame": 0, "error": ""}
+    base = {"uri": video["uri"], "video_key": video["key"], "fps": 0.0, "first_frame": 0, "last_frame": 0,
+            "native_width": 0, "native_height": 0, "error": ""}
     try:
         with local_copy(video["uri"]) as path:
             info = probe_video(path, cfg.backend)
@@ -89,8 +86,8 @@ def plan_chunks(video: dict, decode: dict) -> list[dict]:
         return [{**base, "chunk_index": 0, "n_chunks": 1, "error": f"no frames in [{cfg.start_s}, {cfg.end_s}) s"}]
     span = cfg.chunk_frames * cfg.stride  # raw frames per chunk, a multiple of the stride
     starts = list(range(first, last, span))
-    return [{**base, "fps": info.fps, "chunk_index": i, "n_chunks": len(starts), "first_frame": s,
-             "last_frame": min(s + span, last)} for i, s in enumerate(starts)]
+    return [{**base, "fps": info.fps, "native_width": info.width, "native_height": info.height, "chunk_index": i,
+             "n_chunks": len(starts), "first_frame": s, "last_frame": min(s + span, last)} for i, s in enumerate(starts)]
 
 
 class FrameScorer:
@@ -134,7 +131,7 @@ class FrameScorer:
             text = self.clip.model.encode_text(self.clip.tokenizer(prompts).to(device))
         self.text_emb = torch.nn.functional.normalize(text.float(), dim=-1).cpu().numpy()
         self.logit_scale = float(self.clip.model.logit_scale.exp().item())
-        self.clip_half = self.scoring.detector.half and device.type == "cuda"
+        self.clip_half = self.scoring.clip.half and device.type == "cuda"
         if self.clip_half:
             self.clip.model.half()
 
@@ -152,7 +149,9 @@ class FrameScorer:
 
     def score_images(self, metas: list[dict], images: list[np.ndarray]) -> list[dict]:
         """Rows for a batch of decoded frames; `metas[i]` holds frame i's video_key,
-        chunk_index, n_chunks, frame and fps (frames may come from different videos)."""
+        chunk_index, n_chunks, frame, fps and the video's native_width / native_height
+        (frames may come from different videos). Frames may be decoded smaller than native
+        (decode.width_px); boxes are scaled back, so every stored box is in native pixels."""
         from engine.models.detector import detect
 
         detections = detect(self.detector, images, self.scoring.detector)
@@ -163,7 +162,8 @@ class FrameScorer:
             h, w = image.shape[:2]
             cues = frame_cues(dets.cls, dets.conf, dets.xyxy, self.cue_ids, self.scoring.cue_conf, w, h)
             fused = float(fuse_scores(np.array([cues["yolo_score"]]), np.array([p]), self.scoring.w_yolo, weight_clip)[0])
-            boxes = [[self.detector.names[int(c)], round(float(s), 4), *(round(float(v), 1) for v in b)]
+            scale = np.array([meta["native_width"] / w, meta["native_height"] / h] * 2)
+            boxes = [[self.detector.names[int(c)], round(float(s), 4), *(round(float(v), 1) for v in b * scale)]
                      for c, s, b in zip(dets.cls, dets.conf, dets.xyxy)]
             fps = float(meta["fps"])
             rows.append(empty_row(row_kind="frame", t_s=meta["frame"] / fps if fps else 0.0, clip_p_workzone=float(p),
@@ -171,15 +171,7 @@ class FrameScorer:
                                   **{k: meta[k] for k in ("video_key", "chunk_index", "n_chunks", "frame", "fps")}))
         return rows
 
-    def _maybe_die(self) -> None:
-        marker = os.environ.get(KILL_ONCE_ENV)
-        if marker and not os.path.exists(marker):
-            with open(marker, "w") as f:
-                f.write(str(os.getpid()))
-            os._exit(1)
-
     def __call__(self, batch: dict) -> Iterator[pd.DataFrame]:
-        self._maybe_die()
         if "pixels" in batch:  # decode.layout=tasks: frames were decoded upstream
             yield self._score_decoded(pd.DataFrame(batch))
             return
@@ -189,7 +181,8 @@ class FrameScorer:
             for kind, payload in decode_task(task, self.decode):
                 if kind == "frames":
                     frame_ids, pixels = payload
-                    metas = [{**ids, "frame": int(f), "fps": float(task.fps)} for f in frame_ids]
+                    metas = [{**ids, "frame": int(f), "fps": float(task.fps), "native_width": int(task.native_width),
+                              "native_height": int(task.native_height)} for f in frame_ids]
                     rows = self.score_images(metas, list(pixels))
                     n_rows += len(rows)
                     yield to_frame(rows)
@@ -202,7 +195,7 @@ class FrameScorer:
         """Score the frame rows of a batch from `decode_chunks`; pass its end/error rows on."""
         frames = batch[batch["row_kind"] == "frame"]
         images = [np.frombuffer(b, np.uint8).reshape(h, w, 3) for b, h, w in zip(frames["pixels"], frames["height"], frames["width"])]
-        metas = frames[["video_key", "chunk_index", "n_chunks", "frame", "fps"]].to_dict("records")
+        metas = frames[["video_key", "chunk_index", "n_chunks", "frame", "fps", "native_width", "native_height"]].to_dict("records")
         rows = self.score_images(metas, images) if images else []
         for marker in batch[batch["row_kind"] != "frame"].itertuples(index=False):
             rows.append(empty_row(row_kind=marker.row_kind, video_key=marker.video_key, chunk_index=marker.chunk_index,
@@ -232,8 +225,8 @@ def decode_task(task, decode: DecodeConfig) -> Iterator[tuple[str, object]]:
     yield "end", None
 
 
-PIXEL_COLUMNS = ["row_kind", "video_key", "chunk_index", "n_chunks", "frame", "fps", "n_rows", "error",
-                 "pixels", "height", "width"]
+PIXEL_COLUMNS = ["row_kind", "video_key", "chunk_index", "n_chunks", "frame", "fps", "native_width", "native_height",
+                 "n_rows", "error", "pixels", "height", "width"]
 
 
 def decode_chunks(batch: dict, decode: dict) -> Iterator[pd.DataFrame]:
@@ -241,7 +234,8 @@ def decode_chunks(batch: dict, decode: dict) -> Iterator[pd.DataFrame]:
     per frame with its pixels as raw RGB bytes, then the chunk's end or error row."""
     cfg = DecodeConfig.model_validate(decode)
     for task in pd.DataFrame(batch).itertuples(index=False):
-        ids = {**_task_ids(task), "fps": float(task.fps)}
+        ids = {**_task_ids(task), "fps": float(task.fps), "native_width": int(task.native_width),
+               "native_height": int(task.native_height)}
         n_rows = 0
         for kind, payload in decode_task(task, cfg):
             if kind == "frames":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from engine.mining.gating import ZONE_STATES
+from engine.mining.gating import SEMANTIC_STATES
 
 CUE_BINS = [(0, 2), (3, 5), (6, 10), (11, 20), (21, None)]
 
@@ -40,7 +40,7 @@ def summarize_candidates(candidates: pd.DataFrame, min_cue_kinds: int) -> dict:
         "fused_score": _stats(candidates["fused_score"]),
         "gate_confidence": _at_least(candidates["gate_confidence"], [0.5, 0.7, 0.85]),
         "gate_pass": int(candidates["gate_pass"].sum()),
-        "zone_state": {s: int((candidates["semantic_state"] == s).sum()) for s in ZONE_STATES},
+        "semantic_state": {s: int((candidates["semantic_state"] == s).sum()) for s in SEMANTIC_STATES},
         "cue_count_bins": cue_bins,
         "cue_count_mean": round(float(candidates["cue_count"].mean()), 2) if n else None,
         "sustained_cues": sustained,
@@ -54,8 +54,8 @@ def summary_markdown(summary: dict) -> str:
         f"# Mining run {summary['run_id']}",
         "",
         f"- mode: {summary['mode']}; config hash {summary['config_hash']}",
-        f"- inputs: {io['total']} = {io['processed']} processed + {io['errored']} errored "
-        f"({io['skipped_done']} already done before this run)",
+        f"- inputs: {io['total']} = {io['processed']} mined now + {io['skipped_done']} already done "
+        f"(unchanged models and settings) + {io['errored']} errored",
         f"- frames scored: {summary['frames_scored']}; candidates: {c['candidates']}",
         f"- wall time: {summary['seconds']['total']} s; {summary['seconds']['frames_per_s']} frames/s while mining "
         f"({summary['seconds']['startup']} s start-up, then {summary['seconds']['steady_frames_per_s']} frames/s)",
@@ -76,7 +76,7 @@ def summary_markdown(summary: dict) -> str:
             f">=0.80: {y['>=0.8']['count']} ({y['>=0.8']['pct']}%), >=0.90: {y['>=0.9']['count']} ({y['>=0.9']['pct']}%)",
             f"Fused score (CLIP+YOLO): mean {f['mean']} ± {f['std']} (min {f['min']}, max {f['max']})",
             "Gate confidence: " + ", ".join(f"{k}: {v['count']} ({v['pct']}%)" for k, v in c["gate_confidence"].items()),
-            "Zone state: " + ", ".join(f"{k} {v}" for k, v in c["zone_state"].items()),
+            "Zone state: " + ", ".join(f"{k} {v}" for k, v in c["semantic_state"].items()),
             "Cue counts: " + ", ".join(f"{k}: {v}" for k, v in c["cue_count_bins"].items()) + f"; mean {c['cue_count_mean']}",
             "Sustained cues: " + ", ".join(f"{k}: {v}" for k, v in c["sustained_cues"].items()),
         ]

@@ -20,7 +20,7 @@ def finalize_video(frames: pd.DataFrame, video_label: str, gate: GateParams, sel
     timeline["sustained_cues"] = result.sustained_cues
     timeline["gate_pass"] = result.gate_pass
     timeline["gate_confidence"] = result.gate_confidence
-    timeline["zone_state"] = result.zone_state
+    timeline["semantic_state"] = result.semantic_state
     timeline["reason"] = select_candidates(
         timeline["frame"].to_numpy(), timeline["yolo_score"].to_numpy(), timeline["fused_score"].to_numpy(),
         result.gate_pass, result.gate_confidence, video_label, selection,

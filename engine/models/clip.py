@@ -23,6 +23,7 @@ class ClipSpec(Section):
     checkpoint: Path | None = Field(None, description="local checkpoint file to load")
     pretrained: str | None = Field(None, description="open_clip pretrained tag; needs the hub cache (offline)")
     device: str = Field("auto", description="torch device; auto = cuda when available, else cpu")
+    half: bool = Field(False, description="fp16 image encoding (CUDA only; ignored on CPU)")
 
 
 @dataclass

@@ -51,6 +51,19 @@ def check_detector_source(source: str) -> None:
         raise ModelError(f"detector source {source!r}: expected an architecture .yaml or a weights .pt file")
 
 
+def resolve_architecture(source: str) -> str:
+    """The path Ultralytics builds an architecture `.yaml` from: Quarry's shipped tiny YOLO
+    by its name, else `source` as given (a path, or a name in Ultralytics' model zoo)."""
+    if source == TINY_YOLO and not Path(source).exists():
+        return str(ARCH_DIR / TINY_YOLO)
+    return source
+
+
+def detector_class_names(source: str) -> list[str]:
+    """The class names a detector predicts, in class-id order (builds it once, offline)."""
+    return [name for _, name in sorted(build_detector(source).names.items())]
+
+
 def build_detector(source: str, class_names: list[str] | None = None):
     """Return an `ultralytics.YOLO` built without any download.
 
@@ -73,8 +86,7 @@ def build_detector(source: str, class_names: list[str] | None = None):
         if class_names and list(model.names.values()) != list(class_names):
             raise ModelError(f"{source} predicts classes {list(model.names.values())}, expected {list(class_names)}")
         return model
-    if source == TINY_YOLO and not Path(source).exists():
-        source = str(ARCH_DIR / TINY_YOLO)
+    source = resolve_architecture(source)
     try:
         with seeded_init():
             model = YOLO(source, task="detect")

@@ -60,7 +60,7 @@ def write_video(cfg: SynthConfig, index: int, stem: str, kind: str, lookalike_ki
                 boxes.append({"video_stem": stem, "frame": frame, "kind": label.kind, "class_id": label.class_id,
                               "is_cue": label.is_cue, "x1": label.box[0], "y1": label.box[1], "x2": label.box[2], "y2": label.box[3]})
             n_cues = sum(label.is_cue for label in labels)
-            frames.append({"video_stem": stem, "frame": frame, "t_s": frame / v.fps, "zone_state": state,
+            frames.append({"video_stem": stem, "frame": frame, "t_s": frame / v.fps, "semantic_state": state,
                            "n_cues": n_cues, "n_lookalikes": len(labels) - n_cues})
             yield img
 

@@ -1,0 +1,80 @@
+"""`quarry demo` end to end at a tiny size: synth -> base detector -> mining with the demo's
+shipped gate in false-alarms mode; the report, reuse of unchanged steps, and a rerun that
+redoes only the step an override touched."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from engine.config import load_config
+
+pytestmark = pytest.mark.slow
+
+
+def test_every_step_ran_and_reports(tiny_demo):
+    config, result = tiny_demo
+    work = Path(config.work_dir)
+    steps = result["steps"]
+    assert list(steps) == ["synth", "pretrain", "mine"] and not any(s["reused"] for s in steps.values())
+    report = (work / "demo_report.md").read_text()
+    for heading in ("1. synth", "2. pretrain", "3. mine", "| work zone |", "| lookalike (no objects) |"):
+        assert heading in report
+    assert json.loads((work / "demo_summary.json").read_text())["steps"]["mine"]["mode"] == "false-alarms"
+    assert (work / "mlflow.db").is_file(), "mining was tracked in the demo's MLflow store"
+
+
+def test_base_detector_loads_and_its_heldout_figures_are_recorded(tiny_demo):
+    from ultralytics import YOLO
+
+    config, result = tiny_demo
+    pre = result["steps"]["pretrain"]
+    model = YOLO(pre["weights"])
+    assert list(model.names.values()) == ["cone", "barrel", "sign", "barrier"]
+    stored = json.loads((Path(config.work_dir) / "base" / "metrics.json").read_text())
+    assert stored == {k: v for k, v in pre["heldout"].items()}
+    wz, la = stored["workzone"], stored["lookalike"]
+    assert wz["images"] == 32 and la["images"] == 32
+    assert wz["tp"] + wz["fn"] > 0 and 0 < wz["recall"] <= 1, "the base model finds some work-zone objects"
+    assert la["fp_rate"] > 0, "trained without lookalikes, it fires on some of them"
+
+
+def test_mining_uses_the_demo_gate_in_false_alarms_mode(tiny_demo):
+    """The shipped demo gate (K=1, N=3 of W=5) and selection, not degenerate test settings."""
+    config, result = tiny_demo
+    mine = result["steps"]["mine"]
+    assert (config.mine.gate.min_cue_kinds, config.mine.gate.min_frames, config.mine.gate.window_frames) == (1, 3, 5)
+    io = mine["inputs"]
+    assert io["total"] == 7 == io["processed"] + io["skipped_done"] + io["errored"] and io["errored"] == 0
+    reasons = mine["reasons"]
+    assert reasons["not_false_alarm_video"] > 0, "tp videos are never mined in false-alarms mode"
+    assert reasons.get("selected", 0) > 0 and reasons.get("gate_failed", 0) > 0, reasons
+    candidates = pd.read_parquet(Path(mine["out_dir"]) / "candidates.parquet")
+    assert set(candidates.video_label) <= {"fp", "clean"}
+    assert (candidates.yolo_score >= config.mine.selection.fire_threshold).all() and candidates.gate_pass.all()
+    assert (candidates.groupby("video_key").size() <= config.mine.selection.quota_per_video).all()
+    for key, group in candidates.groupby("video_key"):  # the gap between candidates, in video frames
+        frames = sorted(group.frame)
+        assert all(b - a >= config.mine.selection.min_gap_frames for a, b in zip(frames, frames[1:])), key
+
+
+def test_a_rerun_reuses_unchanged_steps_and_redoes_what_an_override_touched(tiny_demo):
+    from conftest import TINY_DEMO_OVERRIDES
+    from jobs import demo
+
+    config, first = tiny_demo
+    again = demo.run(config)
+    assert all(step["reused"] for step in again["steps"].values())
+    assert again["steps"]["mine"]["candidates"] == first["steps"]["mine"]["candidates"]
+    changed = load_config(demo.DemoConfig, None, [f"work_dir={config.work_dir}", *TINY_DEMO_OVERRIDES,
+                                                  "mine.selection.quota_per_video=2"])
+    assert changed.mine.selection.mode == "false-alarms", "the override kept the demo's mining mode"
+    result = demo.run(changed)
+    assert result["steps"]["synth"]["reused"] and result["steps"]["pretrain"]["reused"]
+    assert not result["steps"]["mine"]["reused"]
+    candidates = pd.read_parquet(Path(result["steps"]["mine"]["out_dir"]) / "candidates.parquet")
+    assert (candidates.groupby("video_key").size() <= 2).all()
+    demo.run(config)  # leave the fixture's outputs as they were for later tests
