@@ -5,9 +5,14 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.quarry-installed
 
-.PHONY: setup demo test clean
+.PHONY: setup system-deps demo test clean
 
 setup: $(STAMP)
+
+# The browser tests drive Debian's Chromium (browser vendors' download sites are unreachable
+# here, so `playwright install` cannot be used). Installed once, as root, when missing.
+system-deps:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 # torch/torchvision first, pinned: pip takes them from this machine kind's local disk
 # (a floating torch pulls a multi-GB CUDA build from the index).
@@ -21,7 +26,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/quarry demo $(ARGS)
 
-test: $(STAMP)
+test: $(STAMP) system-deps
 	$(BIN)/python -m pytest -q $(ARGS)
 
 clean:

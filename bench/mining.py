@@ -30,8 +30,9 @@ from engine.config import config_to_dict, load_config
 from engine.mining.config import MineConfig
 from engine.mining.inputs import list_inputs
 from engine.mining.pipeline import video_step_params
-from engine.mining.stages import FrameScorer, plan_chunks
+from engine.mining.stages import FrameScorer
 from engine.mining.timeline import finalize_video
+from engine.video.chunks import plan_chunks
 from engine.video.decode import decode_frames
 
 REPO = Path(__file__).resolve().parents[1]

@@ -5,11 +5,25 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from pydantic import Field
+
+from engine.config import Section
+
 log = logging.getLogger("quarry.tracking")
+
+
+class TrackingConfig(Section):
+    """Where a job's MLflow run goes."""
+
+    enabled: bool = True
+    tracking_uri: str | None = Field(None, description=(
+        "MLflow URI (default: $MLFLOW_TRACKING_URI, else sqlite:///<out_dir>/mlflow.db with artifacts beside it)"))
+    experiment: str = Field("quarry", description="MLflow experiment name")
 
 
 def resolve_tracking_uri(configured: str | None, default_dir: Path) -> str:
@@ -43,18 +57,64 @@ def flatten(data: dict, prefix: str = "") -> dict[str, str]:
     return flat
 
 
+def artifact_location(tracking_uri: str, experiment: str) -> str | None:
+    """Where a new experiment's artifacts go: beside an SQLite store (`<db folder>/mlartifacts/
+    <experiment>`), never MLflow's default `./mlruns` of the current directory (under `ray job
+    submit` that is Ray's temporary copy of the working dir). None for a tracking server: its
+    own artifact store decides."""
+    if tracking_uri.startswith("sqlite:///"):
+        db = Path(tracking_uri[len("sqlite:///"):])
+        return (db.parent / "mlartifacts" / experiment).resolve().as_uri()
+    return None
+
+
+def use_experiment(tracking_uri: str, experiment: str) -> str:
+    """Set the tracking URI and the experiment, creating it with an explicit artifact
+    location; return its id."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri)
+    found = mlflow.get_experiment_by_name(experiment)
+    if found is None:
+        try:
+            experiment_id = mlflow.create_experiment(experiment, artifact_location=artifact_location(tracking_uri, experiment))
+        except mlflow.exceptions.MlflowException:  # created meanwhile by a concurrent job
+            experiment_id = mlflow.get_experiment_by_name(experiment).experiment_id
+    else:
+        experiment_id = found.experiment_id
+    mlflow.set_experiment(experiment_id=experiment_id)
+    return experiment_id
+
+
 @contextmanager
-def mlflow_run(tracking_uri: str, experiment: str, run_name: str, config: dict, tags: dict | None = None) -> Iterator:
+def mlflow_run(tracking_uri: str, experiment: str, run_name: str, config: dict, tags: dict | None = None,
+               nested: bool = False) -> Iterator:
     """Start an MLflow run with the resolved config as params and the git revision as a tag."""
     from engine.offline import enable_offline
 
     enable_offline()
     import mlflow
 
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_experiment(experiment)
+    if not nested:
+        use_experiment(tracking_uri, experiment)
     all_tags = {"quarry.git_revision": git_revision() or "unknown", **(tags or {})}
-    with mlflow.start_run(run_name=run_name, tags=all_tags) as run:
+    with mlflow.start_run(run_name=run_name, tags=all_tags, nested=nested) as run:
         mlflow.log_params(flatten(config))
         log.info("MLflow run %s in %s (%s)", run.info.run_id, experiment, tracking_uri)
         yield run
+
+
+def log_job_run(tracking: TrackingConfig, out_dir: Path, job: str, config_hash: str, config, metrics: dict,
+                artifacts: list[Path]) -> dict:
+    """One MLflow run for a finished job: resolved config as params, `metrics`, the existing
+    files of `artifacts`; returns {"mlflow_run_id", "tracking_uri"} for the job's summary."""
+    import mlflow
+
+    uri = resolve_tracking_uri(tracking.tracking_uri, out_dir)
+    with mlflow_run(uri, tracking.experiment, f"{job}-{time.strftime('%Y%m%d-%H%M%S')}", config.model_dump(mode="json"),
+                    {"quarry.job": job, "quarry.config_hash": config_hash}) as run:
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None})
+        for path in artifacts:
+            if Path(path).is_file():
+                mlflow.log_artifact(str(path))
+    return {"mlflow_run_id": run.info.run_id, "tracking_uri": uri}

@@ -2,9 +2,11 @@
 
 Every job module defines `CONFIG` (its pydantic config model), `SUMMARY` (one line for
 `quarry --help`), `run(config) -> dict` and optionally `format_summary(dict) -> str` for
-a human report (otherwise the summary is printed as JSON). This module parses `--config FILE` and dotted
-`key=value` overrides, validates them before any work, writes nothing itself, and turns
-`ConfigError`/`ModelError` into a one-line message and exit code 2.
+a human report (otherwise the summary is printed as JSON). A job with subcommands names the
+config key they set in `SUBCOMMAND` (`quarry review stats` == `quarry review command=stats`).
+This module parses `--config FILE` and dotted `key=value` overrides, validates them before any
+work, writes nothing itself, and turns `ConfigError`/`ModelError` into a one-line message and
+exit code 2.
 """
 
 from __future__ import annotations
@@ -50,8 +52,12 @@ def run_job(module: ModuleType, argv: list[str] | None = None, prog: str | None 
     # options and key=value overrides in any order: `quarry mine -q decode.stride=4` too
     args = job_parser(module, prog or f"quarry {name}").parse_intermixed_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    overrides = list(args.overrides)
+    subcommand = getattr(module, "SUBCOMMAND", None)
+    if subcommand and overrides and "=" not in overrides[0]:  # `quarry review stats ...`
+        overrides[0] = f"{subcommand}={overrides[0]}"
     try:
-        config = load_config(module.CONFIG, args.config, args.overrides)
+        config = load_config(module.CONFIG, args.config, overrides)
         if args.print_config:
             print(json.dumps(config.model_dump(mode="json"), indent=2))
             return 0

@@ -23,8 +23,9 @@ from engine.config import Section, config_hash, write_resolved_config
 from engine.evaluate.config import HeldoutEvalConfig
 from engine.mining.config import GateConfig, MineConfig, SelectionConfig
 from engine.storage import atomic_write_json, atomic_write_text
-from engine.synth.config import DetectionSetConfig, SegmentationSetConfig, SynthConfig, VideoSetConfig
+from engine.synth.config import CaptionSetConfig, DetectionSetConfig, SegmentationSetConfig, SynthConfig, VideoSetConfig
 from engine.train.base_detector import BaseTrainingConfig
+from engine.train.clip_pretrain import ClipTrainingConfig
 from jobs import mine, pretrain, synth
 
 log = logging.getLogger("quarry.demo")
@@ -40,7 +41,9 @@ class DemoConfig(Section):
     videos: VideoSetConfig = VideoSetConfig()
     detection: DetectionSetConfig = DetectionSetConfig()
     segmentation: SegmentationSetConfig = SegmentationSetConfig()
+    captions: CaptionSetConfig = CaptionSetConfig()
     base_model: BaseTrainingConfig = BaseTrainingConfig()
+    clip: ClipTrainingConfig = ClipTrainingConfig()
     evaluation: HeldoutEvalConfig = HeldoutEvalConfig()
     mine: MineConfig = Field(
         MineConfig(gate=GateConfig(min_cue_kinds=1), selection=SelectionConfig(mode="false-alarms", quota_per_video=20, min_gap_frames=2)),
@@ -80,13 +83,13 @@ def run(config: DemoConfig) -> dict:
     steps: dict[str, dict] = {}
 
     synth_cfg = SynthConfig(out_dir=work / "world", seed=config.seed, videos=config.videos,
-                            detection=config.detection, segmentation=config.segmentation)
+                            detection=config.detection, segmentation=config.segmentation, captions=config.captions)
     steps["synth"] = _step("synth", 1, synth_cfg.out_dir, config_hash(synth_cfg), config.reuse,
                            lambda: synth.run(synth_cfg))
 
     training = config.base_model.model_copy(update={"seed": config.seed})
     pre_cfg = pretrain.PretrainConfig(world_dir=work / "world", out_dir=work / "base", training=training,
-                                      evaluation=config.evaluation)
+                                      evaluation=config.evaluation, clip=config.clip)
     key = config_hash(pre_cfg) + steps["synth"]["config_hash"]
     steps["pretrain"] = _step("pretrain", 2, pre_cfg.out_dir, key, config.reuse, lambda: pretrain.run(pre_cfg))
 
@@ -94,6 +97,8 @@ def run(config: DemoConfig) -> dict:
     mine_cfg.input.source = str(work / "world" / "videos.parquet")
     mine_cfg.output.out_dir = work / "mine"
     mine_cfg.scoring.detector.source = str(work / "base" / "base.pt")
+    if config.clip.enabled:  # the CLIP pretrain trained stands in for the user's pretrained one
+        mine_cfg.scoring.clip.checkpoint = work / "base" / "clip.pt"
     if mine_cfg.tracking.tracking_uri is None:
         mine_cfg.tracking.tracking_uri = f"sqlite:///{work.resolve() / 'mlflow.db'}"
     key = config_hash(mine_cfg) + key

@@ -17,7 +17,7 @@ from engine.mining.config import MineConfig
 from engine.mining.run import check_cue_classes, mining_inputs, run_mining
 from engine.mining.summary import summary_markdown
 from engine.models.detector import check_detector_source
-from engine.tracking import mlflow_run, resolve_tracking_uri
+from engine.tracking import log_job_run
 
 CONFIG = MineConfig
 SUMMARY = "mine candidate frames from videos (Ray Data, detector + CLIP, temporal gate)"
@@ -30,25 +30,13 @@ def run(config: MineConfig) -> dict:
     write_resolved_config(config, config.output.out_dir)
     summary = run_mining(config, videos)
     if config.tracking.enabled:
-        _track(config, summary, Path(config.output.out_dir))
+        out, io = Path(config.output.out_dir), summary["inputs"]
+        metrics = {"inputs": io["total"], "processed": io["processed"], "skipped_done": io["skipped_done"],
+                   "errored": io["errored"], "frames_scored": summary["frames_scored"],
+                   "candidates": summary["candidates"]["candidates"], "frames_per_s": summary["seconds"]["frames_per_s"]}
+        summary.update(log_job_run(config.tracking, out, "mine", summary["config_hash"], config, metrics,
+                                   [out / n for n in ("summary.json", "summary.md", "candidates.csv", "config.resolved.yaml")]))
     return summary
-
-
-def _track(config: MineConfig, summary: dict, out: Path) -> None:
-    import mlflow
-
-    uri = resolve_tracking_uri(config.tracking.tracking_uri, out)
-    with mlflow_run(uri, config.tracking.experiment, f"mine-{summary['run_id']}", config.model_dump(mode="json"),
-                    {"quarry.job": "mine", "quarry.config_hash": summary["config_hash"]}) as run:
-        io = summary["inputs"]
-        mlflow.log_metrics({"inputs": io["total"], "processed": io["processed"], "skipped_done": io["skipped_done"],
-                            "errored": io["errored"],
-                            "frames_scored": summary["frames_scored"], "candidates": summary["candidates"]["candidates"],
-                            "frames_per_s": summary["seconds"]["frames_per_s"]})
-        for name in ("summary.json", "summary.md", "candidates.csv", "config.resolved.yaml"):
-            mlflow.log_artifact(str(out / name))
-        summary["mlflow_run_id"] = run.info.run_id
-        summary["tracking_uri"] = uri
 
 
 def format_summary(summary: dict) -> str:

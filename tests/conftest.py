@@ -90,7 +90,7 @@ def listed_but_undecodable_video(tiny_world, tmp_path_factory):
 TINY_DEMO_OVERRIDES = [
     "videos.n_workzone=2", "videos.n_lookalike=4", "videos.n_clean=1", "videos.duration_s=3",
     "detection.n_train=240", "detection.n_val=32", "detection.n_heldout_workzone=32", "detection.n_heldout_lookalike=32",
-    "segmentation.n_authentic=8", "segmentation.n_forged=8",
+    "segmentation.n_authentic=8", "segmentation.n_forged=8", "captions.n_images=96", "clip.epochs=2",
     # a base detector in ~40 s on 2 cores that fires on lookalikes (8 epochs at 0.004 learned nothing)
     "base_model.epochs=12", "base_model.lr0=0.01",
 ]

@@ -63,6 +63,7 @@ def test_mining_uses_the_demo_gate_in_false_alarms_mode(tiny_demo):
 
 def test_a_rerun_reuses_unchanged_steps_and_redoes_what_an_override_touched(tiny_demo):
     from conftest import TINY_DEMO_OVERRIDES
+
     from jobs import demo
 
     config, first = tiny_demo

@@ -9,8 +9,9 @@ import pandas as pd
 import pytest
 
 from engine.config import ConfigError
-from engine.mining.inputs import assign_keys, list_inputs, local_copy, safe_key
+from engine.mining.inputs import assign_keys, list_inputs
 from engine.mining.summary import summarize_candidates
+from engine.storage import local_copy, safe_key
 from engine.video.decode import decode_frames, probe_video
 
 EXT = [".mp4"]

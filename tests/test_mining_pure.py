@@ -123,8 +123,9 @@ def test_false_alarm_mode():
 def test_gate_and_selection_ignore_arrival_order(rows, rnd, n_retried):
     """The per-video step sorts by frame and drops rows a retried task sent again, so any
     arrival order, with any duplicates, gives the same candidates."""
-    from engine.mining.timeline import finalize_video
     import pandas as pd
+
+    from engine.mining.timeline import finalize_video
 
     frames = pd.DataFrame({
         "frame": np.arange(len(rows)) * 2,
@@ -159,3 +160,56 @@ def test_a_nan_score_is_invalid_and_does_not_poison_the_gate():
     yolo_nan = select_candidates(np.arange(3), np.array([0.9, np.nan, 0.9]), np.full(3, 0.5), np.ones(3, bool),
                                  np.ones(3), "fp", SelectionParams(mode="false-alarms", min_gap_frames=0))
     assert yolo_nan.tolist() == ["selected", "invalid_score", "selected"]
+
+
+def _row(*boxes):
+    """boxes: (class, conf, x1, y1, x2, y2)"""
+    import json
+
+    return json.dumps([list(b) for b in boxes])
+
+
+def test_flicker_flags_boxes_without_temporal_support():
+    from engine.mining.flicker import flicker_columns
+
+    cone = ("cone", 0.8, 10, 10, 20, 20)
+    timeline = [
+        _row(cone),
+        _row(cone, ("sign", 0.9, 50, 50, 60, 60)),  # the sign appears once: isolated
+        _row(("cone", 0.3, 11, 10, 21, 20)),  # a weak repeat still supports the cone
+        _row(),
+        _row(("barrel", 0.2, 0, 0, 5, 5)),  # isolated but below flicker_conf
+        _row(("cone", 0.7, 80, 80, 90, 90)),  # a cone far from the earlier ones: isolated
+        _row(),
+        _row(("cone", 0.6, 10, 10, 20, 20)),  # same place as rows 0-2 but 5 rows later: isolated
+    ]
+    out = flicker_columns(timeline, window_rows=2, iou_min=0.5, min_conf=0.25)
+    assert out["n_isolated"].tolist() == [0, 1, 0, 0, 0, 1, 0, 1]
+    assert out["flicker_score"].tolist() == [0, 0.9, 0, 0, 0, 0.7, 0, 0.6]
+    assert out["isolated_boxes_json"][1] == _row(("sign", 0.9, 50, 50, 60, 60))
+    # the class must match: a barrel over the cone's box is no support
+    swapped = flicker_columns([_row(cone), _row(("barrel", 0.9, 10, 10, 20, 20))], 1, 0.5, 0.25)
+    assert swapped["n_isolated"].tolist() == [1, 1]
+    # the window edge: support exactly window_rows away counts, one further does not
+    edge = flicker_columns([_row(cone), _row(), _row(cone), _row(), _row(), _row(cone)], 2, 0.5, 0.25)
+    assert edge["n_isolated"].tolist() == [0, 0, 0, 0, 0, 1]
+    assert flicker_columns([_row(cone)], 2, 0.5, 0.25)["n_isolated"].tolist() == [0], "no neighbours: nothing flagged"
+
+
+def test_flicker_mode_selects_isolated_frames_by_their_confidence():
+    import pandas as pd
+
+    from engine.mining.timeline import finalize_video
+
+    cone = ("cone", 0.8, 10, 10, 20, 20)
+    frames = pd.DataFrame({
+        "frame": [0, 2, 4, 6, 8, 10],
+        "cue_mask": 0, "fused_score": 0.5, "yolo_score": 0.5,
+        "boxes_json": [_row(cone), _row(cone, ("sign", 0.9, 50, 50, 60, 60)), _row(cone),
+                       _row(cone, ("sign", 0.4, 90, 10, 99, 20)), _row(cone), _row(cone, ("barrel", 0.6, 0, 60, 9, 70))],
+    })
+    sel = SelectionParams(mode="flicker", quota_per_video=2, min_gap_frames=0, flicker_window_rows=1,
+                          flicker_iou=0.5, flicker_conf=0.25)
+    timeline = finalize_video(frames, "unknown", GateParams(), sel)
+    assert timeline.reason.tolist() == ["no_flicker", "selected", "no_flicker", "over_quota", "no_flicker", "selected"]
+    assert timeline.loc[1, "isolated_boxes_json"] == _row(("sign", 0.9, 50, 50, 60, 60))

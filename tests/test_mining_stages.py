@@ -11,10 +11,11 @@ import pandas as pd
 import pytest
 import torch
 
-from engine.mining.config import DecodeConfig, ScoringConfig
+from engine.mining.config import ScoringConfig
 from engine.mining.identity import model_identity, run_hash
-from engine.mining.pipeline import VideoAssembler
-from engine.mining.stages import ROW_COLUMNS, FrameScorer, empty_row, plan_chunks, to_frame
+from engine.video.chunks import VideoAssembler
+from engine.mining.stages import ROW_COLUMNS, FrameScorer, empty_row, to_frame
+from engine.video.chunks import DecodeConfig, plan_chunks
 
 
 class StubDetector:
@@ -159,7 +160,7 @@ def test_assembler_waits_for_every_chunk_and_row():
 def test_a_video_whose_chunks_end_without_frames_is_an_error(listed_but_undecodable_video):
     """PyAV probes the cut file's full frame count, then decodes nothing past the cut: every
     chunk ends with 0 rows. The video must become an error, not crash the driver."""
-    from engine.mining.pipeline import NO_FRAMES
+    from engine.video.chunks import NO_FRAMES
     from engine.video.decode import probe_video
 
     assert probe_video(str(listed_but_undecodable_video), "pyav").n_frames == 20

@@ -10,6 +10,9 @@ from pydantic import Field, model_validator
 from engine.config import Section
 from engine.models.clip import ClipSpec
 from engine.models.detector import DetectorSpec
+from engine.raycluster import RayConfig
+from engine.tracking import TrackingConfig
+from engine.video.chunks import DecodeConfig
 
 DEFAULT_WORKZONE_PROMPTS = [
     "a road work zone with traffic cones",
@@ -34,30 +37,6 @@ class InputConfig(Section):
         "manifest (.csv/.parquet) with video_uri, optional video_label (tp/fp/clean/unknown) and metadata columns"))
     extensions: list[str] = Field([".mp4", ".mov", ".mkv", ".avi", ".webm"], description="video file suffixes to list")
     limit: int | None = Field(None, ge=1, description="mine only the first N inputs (sorted), for a trial run")
-
-
-class DecodeConfig(Section):
-    """How frames are decoded (on CPU, inside the scoring actor)."""
-
-    backend: Literal["decord", "pyav"] = "decord"
-    layout: Literal["actor", "tasks"] = Field("actor", description=(
-        "actor: the scoring actor decodes its chunks (fastest on CPU nodes, frames never cross the object "
-        "store); tasks: CPU tasks decode and stream frames to the actors (many CPUs feed one GPU)"))
-    stride: int = Field(2, ge=1, le=1000, description="score every Nth frame")
-    width_px: int | None = Field(None, ge=16, le=8192, description="decode width (None: native); height too if set")
-    height_px: int | None = Field(None, ge=16, le=8192)
-    start_s: float = Field(0.0, ge=0.0, description="first second of each video to mine")
-    end_s: float | None = Field(None, gt=0.0, description="last second (None: to the end)")
-    chunk_frames: int = Field(600, ge=1, description="videos with more sampled frames are split into ranges of this size")
-    batch_frames: int = Field(32, ge=1, le=4096, description="frames per model batch")
-
-    @model_validator(mode="after")
-    def _both_or_neither_size(self):
-        if (self.width_px is None) != (self.height_px is None):
-            raise ValueError("decode.width_px and decode.height_px must be set together")
-        if self.end_s is not None and self.end_s <= self.start_s:
-            raise ValueError(f"decode.end_s ({self.end_s}) must be after decode.start_s ({self.start_s})")
-        return self
 
 
 class ScoringConfig(Section):
@@ -104,11 +83,16 @@ class GateConfig(Section):
 class SelectionConfig(Section):
     """Which gated frames become candidates."""
 
-    mode: Literal["edge-cases", "false-alarms"] = "edge-cases"
+    mode: Literal["edge-cases", "false-alarms", "flicker"] = Field("edge-cases", description=(
+        "edge-cases: gated frames in a fused-score band (seed 000); false-alarms: fp/clean videos where the "
+        "model fires and the gate would alarm (seed 001); flicker: detections without temporal support"))
     band_low: float = Field(0.45, ge=0.0, le=1.0, description="edge-cases: lowest fused score kept")
     band_high: float = Field(0.85, ge=0.0, le=1.0, description="edge-cases: highest fused score kept")
     fire_threshold: float = Field(0.25, ge=0.0, le=1.0, description="false-alarms: YOLO score at which the model fires")
     require_gate: bool = Field(True, description="false-alarms: the gate must also pass (an alarm would be raised)")
+    flicker_window_rows: int = Field(2, ge=1, le=100, description="flicker: sampled frames searched on each side for support")
+    flicker_iou: float = Field(0.3, gt=0.0, le=1.0, description="flicker: IoU at which a same-class box supports a detection")
+    flicker_conf: float = Field(0.25, ge=0.0, le=1.0, description="flicker: detections below this confidence are not flagged")
     quota_per_video: int = Field(50, ge=1)
     min_gap_frames: int = Field(4, ge=0, description="minimum distance between two candidates, in video frames")
 
@@ -126,17 +110,6 @@ class OutputConfig(Section):
     jpeg_quality: int = Field(90, ge=1, le=100)
 
 
-class TrackingConfig(Section):
-    enabled: bool = True
-    tracking_uri: str | None = Field(None, description="MLflow URI (default: $MLFLOW_TRACKING_URI or sqlite:///<out_dir>/mlflow.db)")
-    experiment: str = "quarry-mine"
-
-
-class RayConfig(Section):
-    address: str | None = Field(None, description="cluster address (default: $RAY_ADDRESS, else a new local Ray)")
-    num_cpus: int | None = Field(None, ge=1, description="CPUs of a local Ray (None: all)")
-
-
 class MineConfig(Section):
     """`quarry mine`: stream videos through the detector and CLIP, gate in time, write candidates."""
 
@@ -146,7 +119,7 @@ class MineConfig(Section):
     gate: GateConfig = GateConfig()
     selection: SelectionConfig = SelectionConfig()
     output: OutputConfig = OutputConfig()
-    tracking: TrackingConfig = TrackingConfig()
+    tracking: TrackingConfig = TrackingConfig(experiment="quarry-mine")
     ray: RayConfig = RayConfig()
 
     @model_validator(mode="after")

@@ -11,16 +11,13 @@ from __future__ import annotations
 
 import glob
 import hashlib
-import re
-import unicodedata
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import pandas as pd
 
 from engine.config import ConfigError
+from engine.storage import is_remote, local_path, remote_filesystem, safe_key
 
 VIDEO_LABELS = ("tp", "fp", "clean", "unknown")
 MANIFEST_SUFFIXES = (".csv", ".parquet")
@@ -34,29 +31,13 @@ class VideoInput:
     metadata: dict = field(default_factory=dict)
 
 
-def is_remote(uri: str) -> bool:
-    return "://" in uri and not uri.startswith("file://")
-
-
-def _local(uri: str) -> str:
-    return uri[len("file://"):] if uri.startswith("file://") else uri
-
-
-def safe_key(stem: str) -> str:
-    """A file-name-safe ASCII version of `stem` (may be empty before de-duplication)."""
-    ascii_stem = unicodedata.normalize("NFKD", stem).encode("ascii", "ignore").decode()
-    key = re.sub(r"[^A-Za-z0-9._-]+", "_", ascii_stem)
-    key = re.sub(r"\.{2,}", "_", key).lstrip(".")
-    return key[:120]
-
-
 def assign_keys(uris: list[str], known_keys: dict[str, str] | None = None) -> list[str]:
     """Unique output keys for `uris` (see module doc). A URI in `known_keys` keeps its key;
     a new one gets its safe stem unless that is taken or shared, else stem + URI hash."""
     known = known_keys or {}
     taken = set(known.values())
     new = [u for u in uris if u not in known]
-    stems = {u: Path(_local(u.rstrip("/"))).stem for u in new}
+    stems = {u: Path(local_path(u.rstrip("/"))).stem for u in new}
     safe = {u: safe_key(stems[u]) for u in new}
     seen: dict[str, int] = {}
     for k in safe.values():
@@ -73,20 +54,8 @@ def assign_keys(uris: list[str], known_keys: dict[str, str] | None = None) -> li
     return keys
 
 
-def _remote_filesystem(uri: str):
-    """(filesystem, path) through pyarrow.fs for s3/gs/hdfs, else fsspec."""
-    try:
-        import pyarrow.fs as pafs
-
-        return "pyarrow", *pafs.FileSystem.from_uri(uri)
-    except Exception:  # pyarrow knows s3/gs/hdfs; anything else goes to fsspec
-        import fsspec
-
-        return "fsspec", *fsspec.core.url_to_fs(uri)
-
-
 def _list_remote(prefix: str, extensions: list[str]) -> list[str]:
-    kind, fs, path = _remote_filesystem(prefix)
+    kind, fs, path = remote_filesystem(prefix)
     scheme = prefix.split("://", 1)[0]
     if kind == "pyarrow":
         import pyarrow.fs as pafs
@@ -120,7 +89,7 @@ def _from_manifest(source: str, known_keys: dict[str, str] | None) -> list[Video
     uris = []
     for uri in table["video_uri"].astype(str):
         # relative URIs in a manifest are relative to the manifest's folder
-        uris.append(uri if is_remote(uri) or Path(_local(uri)).is_absolute() else f"{base}/{uri}")
+        uris.append(uri if is_remote(uri) or Path(local_path(uri)).is_absolute() else f"{base}/{uri}")
     meta_cols = [c for c in table.columns if c not in ("video_uri", "video_label", "video_stem")]
     metadata = table[meta_cols].astype(object).where(table[meta_cols].notna(), None).to_dict("records")
     return [VideoInput(u, k, l, m) for u, k, l, m in zip(uris, assign_keys(uris, known_keys), labels, metadata)]
@@ -137,31 +106,13 @@ def list_inputs(source: str, extensions: list[str], limit: int | None = None,
             uris = _list_remote(source, extensions)
         elif any(ch in source for ch in "*?["):
             uris = sorted(p for p in glob.glob(source, recursive=True) if Path(p).is_file())
-        elif Path(_local(source)).is_dir():
-            uris = sorted(str(p) for p in Path(_local(source)).rglob("*") if p.is_file() and p.suffix.lower() in extensions)
-        elif Path(_local(source)).is_file():
-            uris = [_local(source)]
+        elif Path(local_path(source)).is_dir():
+            uris = sorted(str(p) for p in Path(local_path(source)).rglob("*") if p.is_file() and p.suffix.lower() in extensions)
+        elif Path(local_path(source)).is_file():
+            uris = [local_path(source)]
         else:
             raise ConfigError(f"input.source = {source!r}: no such file, folder, pattern or manifest")
         inputs = [VideoInput(u, k) for u, k in zip(uris, assign_keys(uris, known_keys))]
     if not inputs:
         raise ConfigError(f"input.source = {source!r}: matched no videos (extensions {extensions})")
     return inputs[:limit] if limit else inputs
-
-
-@contextmanager
-def local_copy(uri: str, scratch_dir: str | None = None) -> Iterator[str]:
-    """A local path for `uri`: the path itself, or a temporary download of a remote object."""
-    if not is_remote(uri):
-        yield _local(uri)
-        return
-    import shutil
-    import tempfile
-
-    kind, fs, path = _remote_filesystem(uri)
-    with tempfile.TemporaryDirectory(dir=scratch_dir, prefix="quarry-") as tmp:
-        target = Path(tmp) / (safe_key(Path(path).stem) + Path(path).suffix)
-        opener = fs.open_input_stream if kind == "pyarrow" else (lambda p: fs.open(p, "rb"))
-        with opener(path) as src, open(target, "wb") as dst:
-            shutil.copyfileobj(src, dst, length=1 << 20)
-        yield str(target)

@@ -19,15 +19,15 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pandas as pd
 
-from engine.mining.inputs import VideoInput, local_copy
-from engine.storage import atomic_write_json, write_table
+from engine.attempts import latest_attempt, record_done, record_failure
+from engine.mining.inputs import VideoInput
+from engine.storage import local_copy, write_table
 from engine.video.decode import decode_frames
 
 CANDIDATE_COLUMNS = [  # seed 000's master CSV, then what Quarry adds
@@ -38,30 +38,9 @@ CANDIDATE_COLUMNS = [  # seed 000's master CSV, then what Quarry adds
 ]
 
 
-def marker_path(out: Path, key: str) -> Path:
-    return Path(out) / "done" / f"{key}.json"
-
-
-def error_path(out: Path, key: str) -> Path:
-    return Path(out) / "errors" / f"{key}.json"
-
-
-def _read_json(path: Path) -> dict | None:
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
 def read_marker(out: Path, key: str) -> dict | None:
-    return _read_json(marker_path(out, key))
-
-
-def latest_attempt(out: Path, key: str) -> tuple[str, dict] | None:
-    """("done", marker) or ("error", error record) of the video's latest attempt, or None."""
-    marker, error = read_marker(out, key), _read_json(error_path(out, key))
-    if marker and error:  # a crash between writing one and removing the other
-        return ("done", marker) if marker.get("attempted_at", 0) >= error.get("attempted_at", 0) else ("error", error)
-    if marker:
-        return "done", marker
-    return ("error", error) if error else None
+    attempt = latest_attempt(out, key)
+    return attempt[1] if attempt and attempt[0] == "done" else None
 
 
 def snapshot_name(key: str, frame: int) -> str:
@@ -90,6 +69,8 @@ def candidate_rows(video: VideoInput, timeline: pd.DataFrame, provenance: dict) 
         "boxes_json": chosen["boxes_json"].to_numpy(),
         **provenance,
     }, columns=CANDIDATE_COLUMNS)
+    if "isolated_boxes_json" in chosen:  # flicker mode: the boxes without temporal support
+        rows["isolated_boxes_json"] = chosen["isolated_boxes_json"].to_numpy()
     for name, value in video.metadata.items():  # manifest metadata rides along on every row
         if name not in rows.columns:
             rows[name] = value
@@ -147,20 +128,15 @@ def commit_video(out: Path, video: VideoInput, timeline: pd.DataFrame, provenanc
             _write_overlay(path, video.key, timeline, out, fps_out)
     write_table(rows, out / "parts" / f"{video.key}.parquet")
     reasons = timeline["reason"].value_counts().to_dict()
-    marker = {"key": video.key, "uri": video.uri, "frames_scored": len(timeline), "candidates": len(rows),
-              "reasons": {k: int(v) for k, v in reasons.items()}, "run_hash": run_hash, "attempted_at": time.time()}
-    atomic_write_json(marker_path(out, video.key), marker)
-    error_path(out, video.key).unlink(missing_ok=True)
-    return marker
+    return record_done(out, video.key, {"uri": video.uri, "frames_scored": len(timeline), "candidates": len(rows),
+                                        "reasons": {k: int(v) for k, v in reasons.items()}, "run_hash": run_hash})
 
 
 def record_error(out: Path, video: VideoInput, reason: str, run_hash: str) -> dict:
     """Record why the video failed; the outputs of an earlier success are removed with it."""
     out = Path(out)
-    error = {"key": video.key, "video_path": video.uri, "video_label": video.video_label, "reason": reason,
-             "run_hash": run_hash, "attempted_at": time.time()}
-    atomic_write_json(error_path(out, video.key), error)
-    marker_path(out, video.key).unlink(missing_ok=True)
+    error = record_failure(out, video.key, {"video_path": video.uri, "video_label": video.video_label, "reason": reason,
+                                            "run_hash": run_hash})
     for stale in (out / "parts" / f"{video.key}.parquet", out / "timelines" / f"{video.key}.parquet",
                   out / "timelines" / f"{video.key}.csv", out / "annotated" / f"{video.key}.mp4"):
         stale.unlink(missing_ok=True)
@@ -184,7 +160,7 @@ def rebuild_tables(out: Path, videos: list[VideoInput], csv: bool = True) -> tup
     parts = [p for p in parts if len(p)]
     candidates = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=CANDIDATE_COLUMNS)
     candidates = candidates.sort_values(["video_key", "frame"], kind="stable").reset_index(drop=True)
-    errors_df = pd.DataFrame(errors, columns=["key", "video_path", "video_label", "reason", "run_hash"])
+    errors_df = pd.DataFrame(errors, columns=["key", "video_path", "video_label", "reason", "run_hash", "attempted_at"])
     write_table(candidates, out / "candidates.parquet", csv=csv)
     write_table(errors_df, out / "errors.parquet")
     return candidates, errors_df

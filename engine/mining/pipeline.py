@@ -15,108 +15,25 @@ pixels, so driver memory stays flat as the number of videos grows.
 from __future__ import annotations
 
 import logging
-import re
 import time
-from contextlib import contextmanager
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import pandas as pd
-
+from engine.attempts import is_done
 from engine.config import config_to_dict
 from engine.mining.config import MineConfig
 from engine.mining.gating import GateParams
 from engine.mining.inputs import VideoInput
-from engine.mining.outputs import commit_video, latest_attempt, record_error
+from engine.mining.outputs import commit_video, record_error
 from engine.mining.selection import SelectionParams
-from engine.mining.stages import MAX_CUE_KINDS, FrameScorer, decode_chunks, plan_chunks
+from engine.mining.stages import MAX_CUE_KINDS, FrameScorer, decode_chunks
 from engine.mining.timeline import finalize_video
-from engine.models import ModelError
+from engine.raycluster import model_errors_surface
+from engine.video.chunks import VideoAssembler, plan_chunks
 
 log = logging.getLogger("quarry.mine")
 MAX_PENDING_WRITES = 8  # videos whose outputs are being written; bounds driver memory
-NO_FRAMES = "decoded no frames (the file lists frames that could not be read)"
 
-
-
-@dataclass
-class _Pending:
-    frames: list = field(default_factory=list)
-    ended: dict = field(default_factory=dict)  # chunk index -> frame rows the chunk emitted
-    errors: list = field(default_factory=list)
-    n_chunks: int = 0
-
-
-class VideoAssembler:
-    """Collects scored rows per video and reports videos whose chunks have all ended."""
-
-    def __init__(self):
-        self.pending: dict[str, _Pending] = {}
-
-    def add(self, rows: pd.DataFrame) -> list[tuple[str, pd.DataFrame | None, str | None]]:
-        """Add a batch; return (key, frames, error) for each video that just became complete."""
-        finished = []
-        for key, group in rows.groupby("video_key", sort=False):
-            p = self.pending.setdefault(key, _Pending())
-            p.n_chunks = int(group["n_chunks"].max())
-            p.frames.append(group[group["row_kind"] == "frame"])
-            for row in group[group["row_kind"] == "chunk_end"].itertuples():
-                p.ended[int(row.chunk_index)] = int(row.n_rows)
-            for row in group[group["row_kind"] == "error"].itertuples():
-                p.ended[int(row.chunk_index)] = 0
-                p.errors.append(row.error)
-            if len(p.ended) < p.n_chunks:
-                continue
-            frames = pd.concat(p.frames, ignore_index=True).drop_duplicates(["chunk_index", "frame"])
-            per_chunk = frames.groupby("chunk_index").size()
-            if any(per_chunk.get(c, 0) < n for c, n in p.ended.items()):
-                continue  # a chunk's end arrived before some of its rows; wait for them
-            del self.pending[key]
-            if p.errors:
-                finished.append((key, None, p.errors[0]))
-            elif frames.empty:  # every chunk ended without a frame: the container listed frames it could not give
-                finished.append((key, None, NO_FRAMES))
-            else:
-                finished.append((key, frames, None))
-        return finished
-
-
-@contextmanager
-def _model_errors_surface():
-    """A scorer that cannot build its models kills its actor; Ray then raises its own
-    errors around ours. Re-raise the ModelError's one-line message for the user."""
-    try:
-        yield
-    except ModelError:
-        raise
-    except Exception as exc:
-        text, seen = [], exc
-        while seen is not None and len(text) < 20:
-            text.append(str(seen))
-            seen = seen.__cause__ or seen.__context__
-        found = re.search(r"ModelError: ([^\n\x1b]+)", "\n".join(text))
-        if found:
-            raise ModelError(found.group(1).strip()) from None
-        raise
-
-
-def init_ray(cfg: MineConfig) -> bool:
-    """Connect to the configured cluster, $RAY_ADDRESS, or start a local Ray; True if we started it."""
-    import os
-
-    import ray
-
-    from engine.offline import enable_offline
-
-    if ray.is_initialized():
-        return False
-    env = {"env_vars": enable_offline()}
-    if cfg.ray.address or os.environ.get("RAY_ADDRESS"):
-        ray.init(address=cfg.ray.address, runtime_env=env, log_to_driver=True)
-    else:  # "local" ignores a stale ray_current_cluster file left by `ray stop`
-        ray.init(address="local", num_cpus=cfg.ray.num_cpus, runtime_env=env, include_dashboard=False)
-    return True
 
 
 def _warn_if_no_cpu_left(cfg: MineConfig) -> None:
@@ -178,7 +95,7 @@ def mine_videos(cfg: MineConfig, videos: list[VideoInput], provenance: dict) -> 
     started, frames_done = time.perf_counter(), 0
     first_done_at, first_frames, last_done_at = None, 0, started  # for start-up vs steady state
     assembler = VideoAssembler()
-    with ThreadPoolExecutor(max_workers=2) as writer, _model_errors_surface():  # JPEG work releases the GIL
+    with ThreadPoolExecutor(max_workers=2) as writer, model_errors_surface():  # JPEG work releases the GIL
         for batch in build_dataset(cfg, videos).iter_batches(batch_size=None, batch_format="pandas"):
             for key, frames, error in assembler.add(batch):
                 video = by_key[key]
@@ -217,9 +134,4 @@ def mine_videos(cfg: MineConfig, videos: list[VideoInput], provenance: dict) -> 
 
 def completed_keys(out: Path, videos: list[VideoInput], rh: str) -> set[str]:
     """Inputs whose latest attempt succeeded under the same run hash (models and settings)."""
-    done = set()
-    for video in videos:
-        attempt = latest_attempt(out, video.key)
-        if attempt and attempt[0] == "done" and attempt[1].get("run_hash") == rh and attempt[1].get("uri") == video.uri:
-            done.add(video.key)
-    return done
+    return {video.key for video in videos if is_done(out, video.key, rh, uri=video.uri)}

@@ -8,14 +8,16 @@ import logging
 import time
 from pathlib import Path
 
+from engine.attempts import latest_attempt
 from engine.config import ConfigError
 from engine.mining.config import MineConfig
 from engine.mining.identity import model_identity, package_version, run_hash
 from engine.mining.inputs import VideoInput, list_inputs
-from engine.mining.outputs import latest_attempt, rebuild_tables
-from engine.mining.pipeline import completed_keys, init_ray, mine_videos
+from engine.mining.outputs import rebuild_tables
+from engine.mining.pipeline import completed_keys, mine_videos
 from engine.mining.stages import MAX_CUE_KINDS
 from engine.mining.summary import summarize_candidates, summary_markdown
+from engine.raycluster import ray_session
 from engine.storage import atomic_write_json, atomic_write_text
 
 log = logging.getLogger("quarry.mine")
@@ -72,14 +74,8 @@ def run_mining(config: MineConfig, videos: list[VideoInput]) -> dict:
                   "quarry_version": package_version("quarry"), "config_hash": rh}
     mined = {"results": {}, "frames_scored": 0, "seconds": 0.0, "startup_s": 0.0, "steady_fps": 0.0}
     if todo:
-        started_ray = init_ray(config)
-        try:
+        with ray_session(config.ray):
             mined = mine_videos(config, todo, provenance)
-        finally:
-            if started_ray:
-                import ray
-
-                ray.shutdown()
     candidates, errors = rebuild_tables(out, videos)
     attempts = [a for a in (latest_attempt(out, v.key) for v in videos) if a]
     reasons: dict[str, int] = {}

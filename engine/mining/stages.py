@@ -18,11 +18,10 @@ from typing import Iterator
 import numpy as np
 import pandas as pd
 
-from engine.mining.config import DecodeConfig, ScoringConfig
+from engine.mining.config import ScoringConfig
 from engine.mining.fusion import clip_workzone_probability, frame_cues, fuse_scores
-from engine.mining.inputs import local_copy
 from engine.models import ModelError
-from engine.video.decode import VideoDecodeError, decode_frames
+from engine.video.chunks import DecodeConfig, decode_task, task_ids
 
 log = logging.getLogger("quarry.mine")
 
@@ -62,34 +61,6 @@ def to_frame(rows: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(ROW_COLUMNS)).astype(ROW_COLUMNS)
 
 
-def plan_chunks(video: dict, decode: dict) -> list[dict]:
-    """Probe one video and split its frame range into scoring tasks (Ray Data flat_map).
-
-    A video that cannot be probed becomes one task row carrying the error, so it still
-    reaches the driver and lands in the errors table.
-    """
-    from engine.video.decode import probe_video
-
-    cfg = DecodeConfig.model_validate(decode)
-    base = {"uri": video["uri"], "video_key": video["key"], "fps": 0.0, "first_frame": 0, "last_frame": 0,
-            "native_width": 0, "native_height": 0, "error": ""}
-    try:
-        with local_copy(video["uri"]) as path:
-            info = probe_video(path, cfg.backend)
-    except VideoDecodeError as exc:
-        return [{**base, "chunk_index": 0, "n_chunks": 1, "error": exc.reason}]
-    except OSError as exc:  # unreadable remote object, permissions
-        return [{**base, "chunk_index": 0, "n_chunks": 1, "error": f"cannot read: {exc}"}]
-    first = min(int(round(cfg.start_s * info.fps)), info.n_frames)
-    last = info.n_frames if cfg.end_s is None else min(int(round(cfg.end_s * info.fps)), info.n_frames)
-    if last <= first:
-        return [{**base, "chunk_index": 0, "n_chunks": 1, "error": f"no frames in [{cfg.start_s}, {cfg.end_s}) s"}]
-    span = cfg.chunk_frames * cfg.stride  # raw frames per chunk, a multiple of the stride
-    starts = list(range(first, last, span))
-    return [{**base, "fps": info.fps, "native_width": info.width, "native_height": info.height, "chunk_index": i,
-             "n_chunks": len(starts), "first_frame": s, "last_frame": min(s + span, last)} for i, s in enumerate(starts)]
-
-
 class FrameScorer:
     """Holds the detector and CLIP; scores chunks of videos."""
 
@@ -120,31 +91,19 @@ class FrameScorer:
         log.info("scorer ready in %.1f s (pid %d)", time.perf_counter() - started, os.getpid())
 
     def _setup_clip(self) -> None:
-        import torch
-
-        from engine.models.clip import build_clip
+        from engine.models.clip import build_clip, encode_texts, logit_scale
 
         self.clip = build_clip(self.scoring.clip)
-        prompts = self.scoring.workzone_prompts + self.scoring.lookalike_prompts
-        device = next(self.clip.model.parameters()).device
-        with torch.no_grad():
-            text = self.clip.model.encode_text(self.clip.tokenizer(prompts).to(device))
-        self.text_emb = torch.nn.functional.normalize(text.float(), dim=-1).cpu().numpy()
-        self.logit_scale = float(self.clip.model.logit_scale.exp().item())
-        self.clip_half = self.scoring.clip.half and device.type == "cuda"
+        self.text_emb = encode_texts(self.clip, self.scoring.workzone_prompts + self.scoring.lookalike_prompts)
+        self.logit_scale = logit_scale(self.clip)
+        self.clip_half = self.scoring.clip.half and next(self.clip.model.parameters()).device.type == "cuda"
         if self.clip_half:
             self.clip.model.half()
 
     def clip_probabilities(self, frames: np.ndarray) -> np.ndarray:
-        import torch
+        from engine.models.clip import encode_images
 
-        from engine.models.clip import clip_pixels
-
-        device = next(self.clip.model.parameters()).device
-        pixels = clip_pixels(frames, self.clip).to(device)
-        with torch.no_grad():
-            emb = self.clip.model.encode_image(pixels.half() if self.clip_half else pixels)
-        emb = torch.nn.functional.normalize(emb.float(), dim=-1).cpu().numpy()
+        emb = encode_images(self.clip, frames, self.clip_half)
         return clip_workzone_probability(emb, self.text_emb, len(self.scoring.workzone_prompts), self.logit_scale)
 
     def score_images(self, metas: list[dict], images: list[np.ndarray]) -> list[dict]:
@@ -176,7 +135,7 @@ class FrameScorer:
             yield self._score_decoded(pd.DataFrame(batch))
             return
         for task in pd.DataFrame(batch).itertuples(index=False):  # decode.layout=actor
-            ids = _task_ids(task)
+            ids = task_ids(task)
             n_rows = 0
             for kind, payload in decode_task(task, self.decode):
                 if kind == "frames":
@@ -203,28 +162,6 @@ class FrameScorer:
         return to_frame(rows)
 
 
-def _task_ids(task) -> dict:
-    return {"video_key": task.video_key, "chunk_index": int(task.chunk_index), "n_chunks": int(task.n_chunks)}
-
-
-def decode_task(task, decode: DecodeConfig) -> Iterator[tuple[str, object]]:
-    """Decode one chunk task: ("frames", (frame ids, RGB batch)) per batch, then ("end", None);
-    or ("error", reason) when the video was unreadable at planning or fails while decoding."""
-    if task.error:  # the video could not even be probed
-        yield "error", task.error
-        return
-    try:
-        with local_copy(task.uri) as path:
-            frames = range(int(task.first_frame), int(task.last_frame), int(decode.stride))
-            size = (decode.width_px, decode.height_px) if decode.width_px else None
-            for batch in decode_frames(path, frames, size, decode.batch_frames, decode.backend):
-                yield "frames", batch
-    except VideoDecodeError as exc:
-        yield "error", exc.reason
-        return
-    yield "end", None
-
-
 PIXEL_COLUMNS = ["row_kind", "video_key", "chunk_index", "n_chunks", "frame", "fps", "native_width", "native_height",
                  "n_rows", "error", "pixels", "height", "width"]
 
@@ -234,7 +171,7 @@ def decode_chunks(batch: dict, decode: dict) -> Iterator[pd.DataFrame]:
     per frame with its pixels as raw RGB bytes, then the chunk's end or error row."""
     cfg = DecodeConfig.model_validate(decode)
     for task in pd.DataFrame(batch).itertuples(index=False):
-        ids = {**_task_ids(task), "fps": float(task.fps), "native_width": int(task.native_width),
+        ids = {**task_ids(task), "fps": float(task.fps), "native_width": int(task.native_width),
                "native_height": int(task.native_height)}
         n_rows = 0
         for kind, payload in decode_task(task, cfg):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from engine.mining.flicker import flicker_columns
 from engine.mining.gating import GateParams, run_gate
 from engine.mining.selection import SelectionParams, select_candidates
 
@@ -11,7 +12,8 @@ from engine.mining.selection import SelectionParams, select_candidates
 def finalize_video(frames: pd.DataFrame, video_label: str, gate: GateParams, selection: SelectionParams) -> pd.DataFrame:
     """Return the video's timeline sorted by frame, with gate columns and a `reason` per row.
 
-    Needs columns frame, cue_mask, fused_score, yolo_score. Rows may arrive in any order and
+    Needs columns frame, cue_mask, fused_score, yolo_score (and boxes_json in flicker mode,
+    which adds n_isolated, isolated_boxes_json and flicker_score). Rows may arrive in any order and
     with duplicates of the same frame (a retried task): both are normalised first, so the
     result is a function of the set of scored frames alone.
     """
@@ -21,9 +23,16 @@ def finalize_video(frames: pd.DataFrame, video_label: str, gate: GateParams, sel
     timeline["gate_pass"] = result.gate_pass
     timeline["gate_confidence"] = result.gate_confidence
     timeline["semantic_state"] = result.semantic_state
+    flicker = None
+    if selection.mode == "flicker":
+        columns = flicker_columns(list(timeline["boxes_json"]), selection.flicker_window_rows, selection.flicker_iou,
+                                  selection.flicker_conf)
+        for name, values in columns.items():
+            timeline[name] = values
+        flicker = columns["flicker_score"]
     timeline["reason"] = select_candidates(
         timeline["frame"].to_numpy(), timeline["yolo_score"].to_numpy(), timeline["fused_score"].to_numpy(),
-        result.gate_pass, result.gate_confidence, video_label, selection,
+        result.gate_pass, result.gate_confidence, video_label, selection, flicker,
     )
     timeline["is_candidate"] = timeline["reason"] == "selected"
     return timeline

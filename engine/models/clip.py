@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -13,6 +13,9 @@ from engine.models import ModelError, resolve_device, seeded_init
 from engine.offline import enable_offline
 
 TINY_CLIP_CONFIG = Path(__file__).parent / "archs" / "quarry-tiny-clip.json"
+# The shipped tiny CLIP sees whole 16:9 dashcam frames squashed to a square: a centre crop
+# would cut off the road's edges, where work-zone objects stand.
+TINY_CLIP_RESIZE = "squash"
 
 
 class ClipSpec(Section):
@@ -24,6 +27,9 @@ class ClipSpec(Section):
     pretrained: str | None = Field(None, description="open_clip pretrained tag; needs the hub cache (offline)")
     device: str = Field("auto", description="torch device; auto = cuda when available, else cpu")
     half: bool = Field(False, description="fp16 image encoding (CUDA only; ignored on CPU)")
+    resize_mode: Literal["shortest", "longest", "squash"] | None = Field(None, description=(
+        "how frames become the model's square input: shortest side + centre crop (open_clip's default), longest "
+        "side + pad, or squash; None: the architecture's own (quarry-tiny-clip: squash, others: shortest)"))
 
 
 @dataclass
@@ -64,9 +70,11 @@ def build_clip(spec: ClipSpec) -> ClipModel:
     if spec.checkpoint is not None and not Path(spec.checkpoint).is_file():
         raise ModelError(f"CLIP checkpoint not found: {spec.checkpoint}")
     pretrained = str(spec.checkpoint) if spec.checkpoint else spec.pretrained
+    resize_mode = spec.resize_mode or (TINY_CLIP_RESIZE if arch == TINY_CLIP_CONFIG.stem else None)
     try:
         with seeded_init():
-            model, _, preprocess = open_clip.create_model_and_transforms(arch, pretrained=pretrained, device=resolve_device(spec.device))
+            model, _, preprocess = open_clip.create_model_and_transforms(
+                arch, pretrained=pretrained, device=resolve_device(spec.device), image_resize_mode=resize_mode)
     except RuntimeError as exc:  # e.g. a pretrained tag not in the offline cache
         raise ModelError(f"cannot build CLIP {arch} with pretrained={pretrained!r}: {exc}") from None
     model.eval()
@@ -76,8 +84,9 @@ def build_clip(spec: ClipSpec) -> ClipModel:
 def clip_pixels(frames_rgb, clip: ClipModel):
     """Batch of RGB uint8 frames (b, H, W, 3) -> normalised float tensor (b, 3, S, S).
 
-    The same resize-shortest-side + centre-crop + normalise as open_clip's preprocess, done
-    with OpenCV on the whole batch instead of PIL image by image.
+    The same resize (the model's `resize_mode`: shortest side + centre crop, longest side +
+    pad, or squash) and normalisation as open_clip's preprocess, done with OpenCV on the
+    whole batch instead of PIL image by image.
     """
     import cv2
     import numpy as np
@@ -88,12 +97,49 @@ def clip_pixels(frames_rgb, clip: ClipModel):
     size = size[0] if isinstance(size, (tuple, list)) else size
     mean = np.array(cfg.get("mean", (0.48145466, 0.4578275, 0.40821073)), np.float32)
     std = np.array(cfg.get("std", (0.26862954, 0.26130258, 0.27577711)), np.float32)
+    mode = cfg.get("resize_mode", "shortest")
+    fill = np.asarray(cfg.get("fill_color", 0), np.float32)
     out = np.empty((len(frames_rgb), size, size, 3), np.float32)
     for i, frame in enumerate(frames_rgb):
         h, w = frame.shape[:2]
-        scale = size / min(h, w)
-        resized = cv2.resize(frame, (max(size, round(w * scale)), max(size, round(h * scale))), interpolation=cv2.INTER_AREA)
-        top, left = (resized.shape[0] - size) // 2, (resized.shape[1] - size) // 2
-        out[i] = resized[top : top + size, left : left + size]
+        if mode == "squash":
+            out[i] = cv2.resize(frame, (size, size), interpolation=cv2.INTER_AREA)
+        elif mode == "longest":
+            scale = size / max(h, w)
+            nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+            out[i] = fill
+            top, left = (size - nh) // 2, (size - nw) // 2
+            out[i, top : top + nh, left : left + nw] = cv2.resize(frame, (nw, nh), interpolation=cv2.INTER_AREA)
+        else:
+            scale = size / min(h, w)
+            resized = cv2.resize(frame, (max(size, round(w * scale)), max(size, round(h * scale))), interpolation=cv2.INTER_AREA)
+            top, left = (resized.shape[0] - size) // 2, (resized.shape[1] - size) // 2
+            out[i] = resized[top : top + size, left : left + size]
     out = (out / 255.0 - mean) / std
     return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
+
+
+def encode_texts(clip: ClipModel, prompts: list[str]):
+    """L2-normalised text embeddings (p, d) as float32 numpy."""
+    import torch
+
+    device = next(clip.model.parameters()).device
+    with torch.no_grad():
+        text = clip.model.encode_text(clip.tokenizer(prompts).to(device))
+    return torch.nn.functional.normalize(text.float(), dim=-1).cpu().numpy()
+
+
+def encode_images(clip: ClipModel, frames_rgb, half: bool = False):
+    """L2-normalised image embeddings (b, d) of RGB uint8 frames, as float32 numpy."""
+    import torch
+
+    device = next(clip.model.parameters()).device
+    pixels = clip_pixels(frames_rgb, clip).to(device)
+    with torch.no_grad():
+        emb = clip.model.encode_image(pixels.half() if half else pixels)
+    return torch.nn.functional.normalize(emb.float(), dim=-1).cpu().numpy()
+
+
+def logit_scale(clip: ClipModel) -> float:
+    """The model's learned softmax temperature (exp of its logit_scale parameter)."""
+    return float(clip.model.logit_scale.exp().item())

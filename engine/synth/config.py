@@ -41,6 +41,12 @@ class SegmentationSetConfig(Section):
     dark_fraction: float = Field(0.25, ge=0.0, le=1.0, description="share of authentic images with mean brightness < 30")
 
 
+class CaptionSetConfig(Section):
+    """Frames with captions made from their ground truth, for the demo's tiny CLIP."""
+
+    n_images: int = Field(600, ge=0, description="captioned frames: work zones, each lookalike kind, clean road")
+
+
 class SynthConfig(Section):
     """`quarry synth`: generate the synthetic world."""
 
@@ -49,3 +55,4 @@ class SynthConfig(Section):
     videos: VideoSetConfig = VideoSetConfig()
     detection: DetectionSetConfig = DetectionSetConfig()
     segmentation: SegmentationSetConfig = SegmentationSetConfig()
+    captions: CaptionSetConfig = CaptionSetConfig()

@@ -11,6 +11,7 @@ import yaml
 
 from engine.storage import atomic_path, atomic_write_text, write_table
 from engine.synth.camera import Camera
+from engine.synth.captions import caption_for
 from engine.synth.config import SynthConfig
 from engine.synth.render import FrameLabel, render_frame
 from engine.synth.scenario import make_scenario, rng_for
@@ -19,7 +20,8 @@ from engine.synth.shapes import CUE_CLASSES, LOOKALIKE_KINDS
 from engine.yolo_format import format_yolo_labels
 
 # seed-sequence part ids (videos use 1)
-PARTS = {"train": 2, "val": 3, "workzone": 4, "lookalike": 5, "authentic": 6, "forged": 7}
+PARTS = {"train": 2, "val": 3, "workzone": 4, "lookalike": 5, "authentic": 6, "forged": 7, "captions": 8}
+CAPTION_KINDS = ("workzone", *(f"lookalike:{k}" for k in LOOKALIKE_KINDS), "clean")  # cycled
 
 
 def write_image(path: Path, rgb: np.ndarray) -> None:
@@ -129,3 +131,22 @@ def write_segmentation_set(cfg: SynthConfig) -> dict[str, int]:
     index["is_dark"] = index["mean_brightness"] < DARK_MEAN_MAX
     write_table(index, root / "index.parquet")
     return {"authentic": s.n_authentic, "forged": s.n_forged, "dark": int(index["is_dark"].sum())}
+
+
+def write_caption_set(cfg: SynthConfig) -> dict[str, int]:
+    """Frames of every kind (work zone, each lookalike kind, clean road) with a caption made
+    from their ground truth: `captions/images/*.jpg` and `captions/index.parquet`."""
+    root = Path(cfg.out_dir) / "captions"
+    rows = []
+    for i in range(cfg.captions.n_images):
+        rng = rng_for(cfg.seed, PARTS["captions"], i)
+        kind, _, lookalike_kind = CAPTION_KINDS[i % len(CAPTION_KINDS)].partition(":")
+        img, labels, scenario = sample_frame(rng, kind, lookalike_kind or None, cfg)
+        name = f"images/caption_{i:05d}.jpg"
+        write_image(root / name, img)
+        rows.append({"image": name, "caption": caption_for(labels, scenario, rng), "kind": kind,
+                     "lookalike_kind": lookalike_kind or None, "weather": scenario.weather, "daytime": scenario.daytime,
+                     "scene": scenario.scene})
+    write_table(pd.DataFrame(rows, columns=["image", "caption", "kind", "lookalike_kind", "weather", "daytime", "scene"]),
+                root / "index.parquet")
+    return {"images": len(rows)}

@@ -9,6 +9,7 @@ Layout under `out_dir`:
                                    images/{train,val}, labels/{train,val}, index.parquet
     heldout/{workzone,lookalike}/  held-out frames (YOLO layout + data.yaml), heldout/index.parquet
     segmentation/                  authentic/ forged/ masks/ and index.parquet
+    captions/                      frames of every kind with ground-truth captions (for the demo's CLIP)
     world.json                     counts and the config hash
 """
 
@@ -24,7 +25,7 @@ from engine.config import config_hash
 from engine.storage import atomic_write_json, write_table
 from engine.synth.camera import Camera
 from engine.synth.config import SynthConfig
-from engine.synth.datasets import write_detection_set, write_segmentation_set
+from engine.synth.datasets import write_caption_set, write_detection_set, write_segmentation_set
 from engine.synth.render import render_background, render_frame
 from engine.synth.scenario import VIDEO_LABELS, make_scenario, rng_for
 from engine.synth.shapes import LOOKALIKE_KINDS
@@ -97,6 +98,8 @@ def generate_world(cfg: SynthConfig) -> dict:
     log.info("detection images: %s", detection)
     segmentation = write_segmentation_set(cfg)
     log.info("segmentation images: %s", segmentation)
+    captions = write_caption_set(cfg)
+    log.info("captioned images: %s", captions)
     summary = {
         "seed": cfg.seed,
         "config_hash": config_hash(cfg),
@@ -106,6 +109,7 @@ def generate_world(cfg: SynthConfig) -> dict:
         "video_lookalike_boxes": sum(not b["is_cue"] for b in all_boxes),
         "detection_images": detection,
         "segmentation_images": segmentation,
+        "caption_images": captions,
         "seconds": {"videos": round(videos_s, 2), "total": round(time.perf_counter() - started, 2)},
     }
     atomic_write_json(out / "world.json", summary)

@@ -1,0 +1,1 @@
+"""Pseudo-labels with false-alarm rules (`quarry label`)."""

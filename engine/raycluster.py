@@ -1,0 +1,90 @@
+"""Starting or joining Ray, once for every job: the configured cluster, `$RAY_ADDRESS` (set
+by `ray job submit`), or a new local Ray that the job stops when it is done."""
+
+from __future__ import annotations
+
+import os
+import re
+from contextlib import contextmanager
+from typing import Iterator
+
+from pydantic import Field, model_validator
+
+from engine.config import Section
+from engine.models import ModelError
+
+
+class RayConfig(Section):
+    address: str | None = Field(None, description="cluster address (default: $RAY_ADDRESS, else a new local Ray)")
+    num_cpus: int | None = Field(None, ge=1, description="CPUs of a local Ray (None: all)")
+
+
+def init_ray(cfg: RayConfig) -> bool:
+    """Connect to the configured cluster, $RAY_ADDRESS, or start a local Ray; True if we started it.
+    Every worker gets the offline switches in its runtime env."""
+    import ray
+
+    from engine.offline import enable_offline
+
+    if ray.is_initialized():
+        return False
+    env = {"env_vars": enable_offline()}
+    if cfg.address or os.environ.get("RAY_ADDRESS"):
+        ray.init(address=cfg.address, runtime_env=env, log_to_driver=True)
+    else:  # "local" ignores a stale ray_current_cluster file left by `ray stop`
+        ray.init(address="local", num_cpus=cfg.num_cpus, runtime_env=env, include_dashboard=False)
+    return True
+
+
+@contextmanager
+def ray_session(cfg: RayConfig) -> Iterator[None]:
+    """Ray for the duration of a block; a local Ray started here is stopped at its end."""
+    started = init_ray(cfg)
+    try:
+        yield
+    finally:
+        if started:
+            import ray
+
+            ray.shutdown()
+
+
+@contextmanager
+def model_errors_surface():
+    """A scorer that cannot build its models kills its actor; Ray then raises its own
+    errors around ours. Re-raise the ModelError's one-line message for the user."""
+    try:
+        yield
+    except ModelError:
+        raise
+    except Exception as exc:
+        text, seen = [], exc
+        while seen is not None and len(text) < 20:
+            text.append(str(seen))
+            seen = seen.__cause__ or seen.__context__
+        found = re.search(r"ModelError: ([^\n\x1b]+)", "\n".join(text))
+        if found:
+            raise ModelError(found.group(1).strip()) from None
+        raise
+
+
+class ActorPoolConfig(Section):
+    """An autoscaling pool of model actors (Ray Data `ActorPoolStrategy`)."""
+
+    min_actors: int = Field(1, ge=1, description="actors the pool keeps")
+    max_actors: int = Field(2, ge=1, description="actors the pool may grow to")
+    num_gpus_per_actor: float = Field(0.0, ge=0.0, le=8.0, description="GPUs per actor; fractions share a GPU")
+    num_cpus_per_actor: float = Field(1.0, gt=0.0, le=64.0)
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.min_actors > self.max_actors:
+            raise ValueError(f"pool.min_actors ({self.min_actors}) > pool.max_actors ({self.max_actors})")
+        return self
+
+    def map_batches_kwargs(self) -> dict:
+        """The `map_batches` arguments that place a callable class on this pool."""
+        import ray
+
+        return {"compute": ray.data.ActorPoolStrategy(min_size=self.min_actors, max_size=self.max_actors),
+                "num_gpus": self.num_gpus_per_actor or None, "num_cpus": self.num_cpus_per_actor}
