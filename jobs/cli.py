@@ -15,6 +15,7 @@ import argparse
 import importlib
 import json
 import logging
+import os
 import pkgutil
 import sys
 from types import ModuleType
@@ -52,6 +53,9 @@ def run_job(module: ModuleType, argv: list[str] | None = None, prog: str | None 
     # options and key=value overrides in any order: `quarry mine -q decode.stride=4` too
     args = job_parser(module, prog or f"quarry {name}").parse_intermixed_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    if args.quiet:  # Ultralytics logs and draws progress bars through its own channels
+        os.environ["YOLO_VERBOSE"] = "False"
+        logging.getLogger("ultralytics").setLevel(logging.WARNING)
     overrides = list(args.overrides)
     subcommand = getattr(module, "SUBCOMMAND", None)
     if subcommand and overrides and "=" not in overrides[0]:  # `quarry review stats ...`

@@ -1,6 +1,6 @@
-"""`quarry demo` end to end at a tiny size: synth -> base detector -> mining with the demo's
-shipped gate in false-alarms mode; the report, reuse of unchanged steps, and a rerun that
-redoes only the step an override touched."""
+"""`quarry demo` end to end at a tiny size: synth -> base detector and CLIP -> mining with the
+demo's shipped gate in false-alarms mode -> flicker -> label -> review -> build; the report,
+reuse of unchanged steps, and a rerun that redoes only the steps an override touched."""
 
 from __future__ import annotations
 
@@ -19,10 +19,17 @@ def test_every_step_ran_and_reports(tiny_demo):
     config, result = tiny_demo
     work = Path(config.work_dir)
     steps = result["steps"]
-    assert list(steps) == ["synth", "pretrain", "mine"] and not any(s["reused"] for s in steps.values())
+    assert list(steps) == ["synth", "pretrain", "mine", "flicker", "label", "review", "build"]
+    assert not any(s["reused"] for s in steps.values())
     report = (work / "demo_report.md").read_text()
-    for heading in ("1. synth", "2. pretrain", "3. mine", "| work zone |", "| lookalike (no objects) |"):
-        assert heading in report
+    for heading in ("1. synth", "2. pretrain", "3. mine", "4. flicker", "5. label", "6. review", "7. build",
+                    "| work zone |", "| lookalike (no objects) |", "| trained |", "mlflow ui --backend-store-uri"):
+        assert heading in report, heading
+    assert (work / "mine" / "sheet" / "index.html").is_file() and (work / "dataset" / "data.yaml").is_file()
+    accepted = steps["review"]["accepted"]
+    assert accepted == steps["mine"]["candidates"]["candidates"], "the demo accepts every false-alarm candidate"
+    assert steps["build"]["by_kind"].get("hard_negative", 0) > 0
+    assert 0.0 <= steps["flicker"]["truth"]["share_not_real"] <= 1.0
     assert json.loads((work / "demo_summary.json").read_text())["steps"]["mine"]["mode"] == "false-alarms"
     assert (work / "mlflow.db").is_file(), "mining was tracked in the demo's MLflow store"
 
@@ -74,8 +81,9 @@ def test_a_rerun_reuses_unchanged_steps_and_redoes_what_an_override_touched(tiny
                                                   "mine.selection.quota_per_video=2"])
     assert changed.mine.selection.mode == "false-alarms", "the override kept the demo's mining mode"
     result = demo.run(changed)
-    assert result["steps"]["synth"]["reused"] and result["steps"]["pretrain"]["reused"]
-    assert not result["steps"]["mine"]["reused"]
+    reused = {name: step["reused"] for name, step in result["steps"].items()}
+    assert reused == {"synth": True, "pretrain": True, "mine": False, "flicker": True, "label": True, "review": False,
+                      "build": False}, "the override redoes mining and what depends on it, nothing else"
     candidates = pd.read_parquet(Path(result["steps"]["mine"]["out_dir"]) / "candidates.parquet")
     assert (candidates.groupby("video_key").size() <= 2).all()
     demo.run(config)  # leave the fixture's outputs as they were for later tests

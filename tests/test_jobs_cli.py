@@ -38,14 +38,18 @@ def test_every_shipped_config_loads(path):
     # every value the file gives is the value the job runs with
     resolved = config.model_dump(mode="json")
 
-    def check(node: dict, into: dict, prefix: str) -> None:
-        for key, value in node.items():
-            if isinstance(value, dict):
-                check(value, into[key], f"{prefix}{key}.")
-            else:
-                assert into[key] == value, f"{path.name}: {prefix}{key}"
+    def check(node, into, where: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                check(value, into[key], f"{where}.{key}")
+        elif isinstance(node, list) and node and isinstance(node[0], dict):
+            assert len(into) == len(node), f"{path.name}: {where}"
+            for i, (item, got) in enumerate(zip(node, into)):
+                check(item, got, f"{where}[{i}]")
+        else:
+            assert into == node, f"{path.name}: {where}"
 
-    check(given, resolved, "")
+    check(given, resolved, "")  # each value the file gives, as given
     # and the resolved config round-trips through its own dump
     assert module.CONFIG.model_validate(resolved) == config
 

@@ -4,7 +4,6 @@ match the decisions; the rules against ground truth; reruns that skip what is do
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 

@@ -13,9 +13,8 @@ import torch
 
 from engine.mining.config import ScoringConfig
 from engine.mining.identity import model_identity, run_hash
-from engine.video.chunks import VideoAssembler
 from engine.mining.stages import ROW_COLUMNS, FrameScorer, empty_row, to_frame
-from engine.video.chunks import DecodeConfig, plan_chunks
+from engine.video.chunks import DecodeConfig, VideoAssembler, plan_chunks
 
 
 class StubDetector:

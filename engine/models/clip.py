@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -61,6 +63,22 @@ def _register_arch(spec: ClipSpec) -> str:
     return spec.arch
 
 
+@contextmanager
+def _quiet_random_init():
+    """open_clip warns "No pretrained weights loaded" on every random-weight build; Quarry
+    builds those on purpose (seeded, named in the run's identity), so that line is dropped."""
+    class Drop(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            return "No pretrained weights loaded" not in record.getMessage()
+
+    drop, root = Drop(), logging.getLogger()
+    root.addFilter(drop)
+    try:
+        yield
+    finally:
+        root.removeFilter(drop)
+
+
 def build_clip(spec: ClipSpec) -> ClipModel:
     """Build the model in eval mode on `spec.device`, never touching the network."""
     enable_offline()
@@ -72,7 +90,7 @@ def build_clip(spec: ClipSpec) -> ClipModel:
     pretrained = str(spec.checkpoint) if spec.checkpoint else spec.pretrained
     resize_mode = spec.resize_mode or (TINY_CLIP_RESIZE if arch == TINY_CLIP_CONFIG.stem else None)
     try:
-        with seeded_init():
+        with seeded_init(), _quiet_random_init():
             model, _, preprocess = open_clip.create_model_and_transforms(
                 arch, pretrained=pretrained, device=resolve_device(spec.device), image_resize_mode=resize_mode)
     except RuntimeError as exc:  # e.g. a pretrained tag not in the offline cache

@@ -98,7 +98,7 @@ def train_clip(captions_dir: Path, out_path: Path, cfg: ClipTrainingConfig) -> d
             scheduler.step()
             with torch.no_grad():  # as in CLIP: keep the temperature below 100
                 model.logit_scale.clamp_(0, math.log(100))
-            epoch_loss.append(float(loss))
+            epoch_loss.append(loss.item())
         losses.append(round(float(np.mean(epoch_loss)), 4))
         log.info("CLIP epoch %d/%d: contrastive loss %.3f", epoch + 1, cfg.epochs, losses[-1])
     model.eval()

@@ -1,0 +1,1 @@
+"""The whole loop on the synthetic world (`quarry demo`)."""

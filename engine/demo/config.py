@@ -1,0 +1,48 @@
+"""Config of the demo (`quarry demo`): each step's own config, with the paths the demo wires."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from engine.build.config import BuildConfig
+from engine.config import Section
+from engine.evaluate.config import HeldoutEvalConfig
+from engine.labels.config import LabelConfig
+from engine.mining.config import GateConfig, MineConfig, SelectionConfig
+from engine.review.config import DEFAULT_CATEGORIES
+from engine.synth.config import CaptionSetConfig, DetectionSetConfig, SegmentationSetConfig, VideoSetConfig
+from engine.train.base_detector import BaseTrainingConfig
+from engine.train.clip_pretrain import ClipTrainingConfig
+from engine.video.chunks import DecodeConfig
+
+# The world's lookalike kinds and the review category each belongs to (for the report's
+# categorisation accuracy; seed 000's `random_cones` has no lookalike kind in the world).
+CATEGORY_OF_KIND = {"orange_truck": "orange_trucks", "orange_sign": "roadside_signs", "glare": "weather_artifacts",
+                    "orange_person": "other_roadwork_lookalikes"}
+
+
+class DemoConfig(Section):
+    """`quarry demo`: every step on the synthetic world under one work dir."""
+
+    work_dir: Path = Field(Path("runs/demo"), description="all outputs go under this folder")
+    seed: int = Field(0, ge=0, description="seed of the world and of training")
+    reuse: bool = Field(True, description="reuse a step's outputs when its config and inputs are unchanged")
+    videos: VideoSetConfig = VideoSetConfig()
+    detection: DetectionSetConfig = DetectionSetConfig()
+    segmentation: SegmentationSetConfig = SegmentationSetConfig()
+    captions: CaptionSetConfig = CaptionSetConfig()
+    base_model: BaseTrainingConfig = BaseTrainingConfig()
+    clip: ClipTrainingConfig = ClipTrainingConfig()
+    evaluation: HeldoutEvalConfig = HeldoutEvalConfig()
+    mine: MineConfig = Field(
+        MineConfig(gate=GateConfig(min_cue_kinds=1), selection=SelectionConfig(mode="false-alarms", quota_per_video=20, min_gap_frames=2)),
+        description="the false-alarm mining step; the demo sets input.source, output.out_dir and the models",
+    )
+    flicker: SelectionConfig = Field(SelectionConfig(mode="flicker", quota_per_video=20, min_gap_frames=2),
+                                     description="selection of the flicker mining step (the rest as `mine`)")
+    label: LabelConfig = Field(LabelConfig(decode=DecodeConfig(stride=5)),
+                               description="the labelling step; the demo sets the input, detector and output")
+    categories: dict[str, str] = Field(DEFAULT_CATEGORIES, description="review categories and their CLIP prompts")
+    build: BuildConfig = Field(BuildConfig(), description="the dataset step; the demo sets its inputs and output")

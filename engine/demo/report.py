@@ -1,0 +1,78 @@
+"""The demo's report (demo_report.md and the job's printed summary): what each step made and
+the figures that say whether it worked, in the order the steps ran."""
+
+from __future__ import annotations
+
+
+def _how(step: dict) -> str:
+    return "reused (unchanged)" if step["reused"] else f"{step['step_seconds']:.0f} s"
+
+
+def _pct(value) -> str:
+    return "—" if value is None else f"{100 * value:.1f} %"
+
+
+def format_report(result: dict) -> str:
+    st = result["steps"]
+    s, p = st["synth"], st["pretrain"]
+    v, d, g = s["videos"], s["detection_images"], s["segmentation_images"]
+    wz, la = p["heldout"]["workzone"], p["heldout"]["lookalike"]
+    lines = [
+        f"# Quarry demo — {result['work_dir']}", "",
+        f"1. synth [{_how(s)}]: {v['tp'] + v['fp'] + v['clean']} H.264 videos ({v['tp']} work-zone tp, {v['fp']} lookalike fp, "
+        f"{v['clean']} clean; {s['video_frames']} frames), YOLO set {d['train']} train / {d['val']} val, "
+        f"held-out {d['heldout_workzone']} work-zone + {d['heldout_lookalike']} lookalike frames, "
+        f"{g['authentic']} authentic ({g['dark']} dark) + {g['forged']} forged segmentation images, "
+        f"{s.get('caption_images', {}).get('images', 0)} captioned frames",
+        f"2. pretrain [{_how(p)}]: base detector {p['weights']}", "",
+        f"   Base model on held-out frames (conf >= {p['heldout']['conf_threshold']}, IoU >= {p['heldout']['iou_threshold']}):", "",
+        "   | frames | images | precision | recall | FP rate (frames with any detection) | FPs per frame |",
+        "   |---|---|---|---|---|---|",
+        f"   | work zone | {wz['images']} | {wz['precision']:.3f} | {wz['recall']:.3f} | — | — |",
+        f"   | lookalike (no objects) | {la['images']} | — | — | {la['fp_rate']:.3f} | {la['fp_per_image']:.3f} |",
+    ]
+    if "clip" in p:
+        c = p["clip"]
+        lines += ["", f"   Tiny CLIP trained on {c['images']} captioned frames ({c['epochs']} epochs, {c['seconds']:.0f} s), "
+                      f"on held-out frames:", "",
+                  "   | CLIP | work-zone ROC AUC (work zone vs lookalike) | zero-shot lookalike-kind accuracy |",
+                  "   |---|---|---|",
+                  f"   | random weights | {c['random']['workzone_auc']:.3f} | {c['random']['lookalike_kind_accuracy']:.3f} |",
+                  f"   | trained | {c['trained']['workzone_auc']:.3f} | {c['trained']['lookalike_kind_accuracy']:.3f} |"]
+    for n, name in ((3, "mine"), (4, "flicker")):
+        m = st[name]
+        io = m["inputs"]
+        lines += ["", f"{n}. {name} [{_how(m)}]: {m['mode']} mode over {io['total']} videos ({io['processed']} mined, "
+                      f"{io['skipped_done']} already done, {io['errored']} errored), {m['frames_scored']} frames scored, "
+                      f"{m['candidates']['candidates']} candidate frames -> {m['out_dir']}/candidates.parquet",
+                  "   frame outcomes: " + ", ".join(f"{k} {v}" for k, v in m["reasons"].items())]
+    t = st["flicker"]["truth"]
+    lines.append(f"   flicker boxes that match no drawn work-zone object: {t['not_real_objects']} of {t['flicker_boxes']} "
+                 f"({_pct(t['share_not_real'])})")
+    lab = st["label"]
+    f, tr = lab["frames"], lab.get("truth", {})
+    lines += ["", f"5. label [{_how(lab)}]: {f['labelled']} frames: {f.get('hard_negative', 0)} hard negatives, "
+                  f"{f.get('pseudo_labelled', 0)} pseudo-labelled, {f.get('unused', 0)} unused (tp frames with no box "
+                  f">= the keep bound); boxes by reason: " + ", ".join(f"{k} {v}" for k, v in lab["boxes"]["by_reason"].items())]
+    if tr.get("boxes"):
+        fa = tr["false_alarm_videos"]
+        lines.append(f"   against ground truth: dropped boxes in false-alarm videos that were not real objects "
+                     f"{_pct(fa['dropped_not_real'])} of {fa['dropped']}; kept boxes that were real {_pct(tr['kept_real'])} "
+                     f"of {tr['kept']}")
+    r = st["review"]
+    acc = r["category_accuracy"]
+    lines += ["", f"6. review [{_how(r)}]: CLIP zero-shot categories " + ", ".join(f"{k} {v}" for k, v in r["categorised"].items())
+              + f"; right for {_pct(acc['accuracy'])} of {acc['candidates']} (the world knows each lookalike); "
+                f"{r['accepted']} accepted as hard negatives; contact sheet {r['sheet']}"]
+    b = st["build"]
+    lines += ["", f"7. build [{_how(b)}]: {b['samples']['train']} train / {b['samples']['val']} val samples "
+                  f"({b['duplicates_dropped']} near-duplicates dropped, {len(b['errors'])} errors) -> {b['out_dir']}", "",
+              "   | kind (train) | samples | share | share after weighting |", "   |---|---|---|---|",
+              *[f"   | {k} | {x['samples']} | {x['share']:.3f} | {x['weighted_share']:.3f} |"
+                for k, x in b["effective_share_train"].items()]]
+    if b.get("by_category"):
+        lines.append("   hard negatives by category: " + ", ".join(f"{k} {v}" for k, v in b["by_category"].items()))
+    db = result["tracking_uri"].removeprefix("sqlite:///")
+    lines += ["", f"MLflow store: {result['tracking_uri']}  (browse: mlflow ui --backend-store-uri {result['tracking_uri']} "
+                  f"--default-artifact-root {db.rsplit('/', 1)[0]}/mlartifacts)"]
+    return "\n".join(lines) + "\n"

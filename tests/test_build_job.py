@@ -1,0 +1,130 @@
+"""`quarry build` on the tiny demo's world: detection (base data + labelled frames + reviewed
+candidates) and segmentation sets; split by video, weights by rule, exports, bad inputs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from engine.build.weights import sample_weights
+from engine.config import load_config
+from engine.labels.config import LabelConfig
+from engine.review.config import ReviewConfig
+from jobs import build, label, review
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def inputs(tiny_demo, tmp_path_factory):
+    """Labelled frames and accepted candidates from the tiny demo, in a folder of their own."""
+    config, result = tiny_demo
+    work, root = Path(config.work_dir), tmp_path_factory.mktemp("build-inputs")
+    label.run(load_config(LabelConfig, None, [
+        f"input.source={work / 'world' / 'videos.parquet'}", f"detector.source={work / 'base' / 'base.pt'}",
+        f"output.out_dir={root / 'label'}", "pool.max_actors=1", "decode.stride=6", "tracking.enabled=false"]))
+    mine_out = Path(result["steps"]["mine"]["out_dir"])
+    shutil.copytree(mine_out / "candidates", root / "mine" / "candidates")
+    shutil.copy(mine_out / "candidates.parquet", root / "mine" / "candidates.parquet")
+    manifest = root / "mine" / "candidates.parquet"
+    review.run(load_config(ReviewConfig, None, [f"candidates={manifest}", "command=categorise",
+                                                "categorise.method=rules",
+                                                "categorise.rules=[{category: orange_trucks, where: 'frame >= 0'}]"]))
+    review.run(load_config(ReviewConfig, None, [f"candidates={manifest}", "command=accept"]))
+    return work, root
+
+
+def _build(work, root, out, *overrides):
+    cfg = load_config(build.BuildConfig, None, [
+        f"detect.base_data={work / 'world' / 'detection' / 'data.yaml'}", f"detect.labels={root / 'label' / 'labels.parquet'}",
+        f"detect.candidates={root / 'mine' / 'candidates.parquet'}", f"out_dir={out}",
+        f"clip.checkpoint={work / 'base' / 'clip.pt'}", "weights.category={orange_trucks: 3.0}",
+        "weights.metadata={weather: {rain: 2.0}}", *overrides])
+    return cfg, build.run(cfg)
+
+
+def test_detection_set_merges_splits_by_video_and_weights_by_rule(inputs, tmp_path):
+    work, root = inputs
+    cfg, summary = _build(work, root, tmp_path / "ds")
+    samples = pd.read_parquet(tmp_path / "ds" / "samples.parquet")
+    assert set(samples.kind) == {"positive", "background", "hard_negative"} | ({"pseudo_labelled"} & set(samples.kind))
+    accepted = samples[samples.source == "review"]
+    assert len(accepted) > 0 and (accepted.kind == "hard_negative").all() and (accepted.category == "orange_trucks").all()
+    assert (accepted.n_objects == 0).all(), "reviewed candidates are background: empty label files"
+    new = samples[samples.source != "base"]
+    assert (new.groupby("group").split.nunique() == 1).all(), "no video's frames fall in two splits"
+    expected = sample_weights(samples, cfg.weights.kind, {"orange_trucks": 3.0}, {"weather": {"rain": 2.0}})
+    assert np.allclose(samples.weight, expected)
+    rain_hn = samples[(samples.kind == "hard_negative") & (samples.weather == "rain") & (samples.category == "orange_trucks")]
+    assert (rain_hn.weight == 2.0 * 3.0 * 2.0).all()
+    for row in samples.itertuples():
+        assert (tmp_path / "ds" / row.path).is_file() and (tmp_path / "ds" / row.label_path).is_file()
+    share = summary["effective_share_train"]["hard_negative"]
+    assert share["weighted_share"] > share["share"], "weighting raises the hard negatives' share"
+    data = yaml.safe_load((tmp_path / "ds" / "data.yaml").read_text())
+    assert data["names"] == {0: "cone", 1: "barrel", 2: "sign", 3: "barrier"}
+    dups = pd.read_parquet(tmp_path / "ds" / "duplicates.parquet")
+    assert len(dups) == summary["duplicates_dropped"] and not set(dups.name) & set(samples.name)
+
+
+def test_coco_export_loads_in_pycocotools_with_the_right_counts(inputs, tmp_path):
+    from pycocotools.coco import COCO
+
+    work, root = inputs
+    _, summary = _build(work, root, tmp_path / "ds", "dedup=false")
+    samples = pd.read_parquet(tmp_path / "ds" / "samples.parquet")
+    for split in ("train", "val"):
+        coco = COCO(summary["exports"][f"coco_{split}"])
+        part = samples[samples.split == split]
+        assert len(coco.getImgIds()) == len(part)
+        assert len(coco.getAnnIds()) == int(part.n_objects.sum())
+        assert [c["name"] for c in coco.loadCats(coco.getCatIds())] == ["cone", "barrel", "sign", "barrier"]
+    tasks = json.loads(Path(summary["exports"]["labelstudio"]).read_text())
+    assert len(tasks) == len(samples)
+    assert sum(len(t["predictions"][0]["result"]) for t in tasks) == int(samples.n_objects.sum())
+
+
+def test_a_bad_label_line_and_a_missing_image_are_error_rows(inputs, tmp_path):
+    work, root = inputs
+    broken = tmp_path / "label"
+    shutil.copytree(root / "label", broken)
+    labels = pd.read_parquet(broken / "labels.parquet")
+    used = labels[labels.use].reset_index(drop=True)
+    bad_label = Path(used.label_path[0])
+    labels["label_path"] = labels.label_path.str.replace(str(root / "label"), str(broken), regex=False)
+    bad_label = broken / bad_label.relative_to(root / "label")
+    bad_label.write_text("0 0.5 0.5\n")  # three values, not five
+    gone = used.image_path[1]
+    labels.loc[labels.image_path == gone, "image_path"] = str(tmp_path / "vanished.jpg")
+    labels.to_parquet(broken / "labels.parquet")
+    _, summary = _build(work, root, tmp_path / "ds", f"detect.labels={broken / 'labels.parquet'}", "dedup=false")
+    errors = {e["path"]: e["reason"] for e in summary["errors"]}
+    assert errors[str(tmp_path / "vanished.jpg")] == "image not found"
+    assert errors[str(bad_label)].startswith("bad label file: YOLO label lines need 5 values")
+    n_used = int(labels.use.sum())
+    samples = pd.read_parquet(tmp_path / "ds" / "samples.parquet")
+    assert (samples.source == "label").sum() == n_used - 2, "only the two bad samples are left out"
+
+
+def test_segmentation_set_with_zero_masks_and_seed_003_weights(tiny_demo, tmp_path):
+    import cv2
+
+    config, _ = tiny_demo
+    world = Path(config.work_dir) / "world"
+    cfg = load_config(build.BuildConfig, None, ["task=segment", f"segment.index={world / 'segmentation' / 'index.parquet'}",
+                                                f"out_dir={tmp_path / 'seg'}", "weights.kind={hard_negative: 5.0}"])
+    summary = build.run(cfg)
+    samples = pd.read_parquet(tmp_path / "seg" / "samples.parquet")
+    assert summary["by_kind"] == {"forged": 8, "hard_negative": 8}
+    for row in samples.itertuples():
+        mask = cv2.imread(str(tmp_path / "seg" / row.mask_path), cv2.IMREAD_GRAYSCALE)
+        assert (mask.max() == 0) == (row.kind == "hard_negative")
+    area = samples.forgery_area_frac
+    expected = np.where(samples.kind == "hard_negative", 5.0, np.where(area < 0.01, 3.0, np.where(area < 0.05, 2.0, 1.0)))
+    assert samples.weight.tolist() == expected.tolist()

@@ -1,0 +1,57 @@
+"""Sampling weights, effective shares, near-duplicates and the split, on known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from engine.build.dedup import near_duplicates, split_of
+from engine.build.weights import effective_shares, sample_weights
+
+
+def test_weights_follow_the_rules_exactly():
+    samples = pd.DataFrame({
+        "kind": ["positive", "hard_negative", "hard_negative", "pseudo_labelled", "background"],
+        "category": [None, "orange_trucks", "roadside_signs", None, None],
+        "weather": ["rain", "clear", "rain", None, "fog"],
+        "region": ["north", "south", "north", "north", "east"],
+    })
+    w = sample_weights(samples, {"hard_negative": 2.0, "background": 0.5}, {"orange_trucks": 3.0},
+                       {"weather": {"rain": 1.5}, "region": {"north": 2.0}})
+    assert w.tolist() == pytest.approx([1.5 * 2.0, 2.0 * 3.0, 2.0 * 1.5 * 2.0, 2.0, 0.5])
+
+
+def test_seed_003_forged_area_weights():
+    samples = pd.DataFrame({"kind": ["forged"] * 4 + ["hard_negative"],
+                            "forgery_area_frac": [0.005, 0.01, 0.049, 0.2, 0.0]})
+    bands = [(0.01, 3.0), (0.05, 2.0), (float("inf"), 1.0)]
+    w = sample_weights(samples, {"hard_negative": 5.0}, {}, {}, bands)
+    assert w.tolist() == [3.0, 2.0, 2.0, 1.0, 5.0]
+
+
+def test_effective_shares():
+    samples = pd.DataFrame({"kind": ["a", "a", "a", "b"]})
+    shares = effective_shares(samples, np.array([1.0, 1.0, 1.0, 3.0]))
+    assert shares == {"a": {"samples": 3, "share": 0.75, "weighted_share": 0.5},
+                      "b": {"samples": 1, "share": 0.25, "weighted_share": 0.5}}
+
+
+def test_near_duplicates_removes_planted_ones_and_keeps_distinct_rows():
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(20, 64))  # random directions in 64-d are nearly orthogonal
+    planted = base[[3, 7, 7]] + rng.normal(scale=0.01, size=(3, 64))
+    dup = near_duplicates(np.vstack([base, planted]), threshold=0.95)
+    assert (dup[:20] == -1).all(), "distinct rows are all kept"
+    assert dup[20:].tolist() == [3, 7, 7]
+    # order decides which of a pair is kept
+    assert near_duplicates(np.vstack([planted[0], base[3]]), 0.95).tolist() == [-1, 0]
+    assert near_duplicates(np.zeros((0, 4)), 0.9).tolist() == []
+
+
+def test_split_is_per_group_and_stable():
+    groups = [f"video_{i}" for i in range(400)]
+    splits = [split_of(g, 0.25) for g in groups]
+    assert splits == [split_of(g, 0.25) for g in groups]
+    assert 0.18 < splits.count("val") / len(groups) < 0.32
+    assert split_of("x", 0.0) == "train" and split_of("x", 1.0) == "val"
