@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -55,3 +57,16 @@ def test_split_is_per_group_and_stable():
     assert splits == [split_of(g, 0.25) for g in groups]
     assert 0.18 < splits.count("val") / len(groups) < 0.32
     assert split_of("x", 0.0) == "train" and split_of("x", 1.0) == "val"
+
+
+def test_data_yaml_folders_resolve_like_ultralytics(tmp_path, monkeypatch):
+    from engine.build.detection import read_data_yaml
+
+    (tmp_path / "set" / "images" / "train").mkdir(parents=True)
+    (tmp_path / "set" / "data.yaml").write_text("train: images/train\nval: images/val\nnames: [a, b]\n")
+    monkeypatch.chdir(tmp_path)  # a relative path to the yaml, as the demo's runs/demo/... is
+    names, splits = read_data_yaml(Path("set/data.yaml"))
+    assert names == {0: "a", 1: "b"} and splits["train"] == Path("set/images/train")
+    assert splits["train"].is_dir()
+    (tmp_path / "set" / "data.yaml").write_text(f"path: {tmp_path / 'set'}\ntrain: images/train\nnames: [a]\n")
+    assert read_data_yaml(Path("set/data.yaml"))[1]["train"] == tmp_path / "set" / "images" / "train"

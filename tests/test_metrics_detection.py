@@ -92,3 +92,76 @@ def test_yolo_labels_round_trip():
     assert parse_yolo_labels("\n", 10, 10)[1].shape == (0, 4)
     with pytest.raises(ValueError, match="5 values"):
         parse_yolo_labels("1 0.5 0.5\n", 10, 10)
+
+
+def _coco_eval(images):
+    """mAP50 and mAP50-95 from pycocotools on the same detections."""
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    gt = {"images": [], "annotations": [], "categories": [{"id": c + 1, "name": str(c)} for c in range(3)]}
+    dets = []
+    for i, (pred, conf, cls, boxes, gcls) in enumerate(images, 1):
+        gt["images"].append({"id": i, "width": 300, "height": 300})
+        for b, c in zip(boxes, gcls):
+            gt["annotations"].append({"id": len(gt["annotations"]) + 1, "image_id": i, "category_id": int(c) + 1,
+                                      "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]], "area": (b[2] - b[0]) * (b[3] - b[1]),
+                                      "iscrowd": 0})
+        for b, s, c in zip(pred, conf, cls):
+            dets.append({"image_id": i, "category_id": int(c) + 1, "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]],
+                         "score": float(s)})
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco = COCO()
+        coco.dataset = gt
+        coco.createIndex()
+        evaluator = COCOeval(coco, coco.loadRes(dets), "bbox")
+        evaluator.params.areaRng = [[0, 1e10]] * 4  # one area range: all objects
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    return evaluator.stats[1], evaluator.stats[0]
+
+
+def test_map_agrees_with_pycocotools():
+    from engine.metrics.detection import DetectionEvaluator
+
+    rng = np.random.default_rng(5)
+    images = []
+    for _ in range(25):
+        n = int(rng.integers(0, 6))
+        centres = rng.uniform(30, 270, (n, 2))
+        sizes = rng.uniform(10, 40, (n, 2))
+        boxes = np.concatenate([centres - sizes / 2, centres + sizes / 2], axis=1)
+        gcls = rng.integers(0, 3, n)
+        keep = rng.random(n) < 0.8
+        pred = boxes[keep] + rng.normal(0, 4, (keep.sum(), 4))
+        cls = np.where(rng.random(keep.sum()) < 0.85, gcls[keep], (gcls[keep] + 1) % 3)
+        extra = int(rng.integers(0, 3))  # false positives
+        ex_c = rng.uniform(30, 270, (extra, 2))
+        pred = np.concatenate([pred, np.concatenate([ex_c - 10, ex_c + 10], axis=1)])
+        cls = np.concatenate([cls, rng.integers(0, 3, extra)])
+        conf = rng.random(len(pred))
+        images.append((pred, conf, cls, boxes, gcls))
+    ev = DetectionEvaluator()
+    for img in images:
+        ev.add_image(*img)
+    ours = ev.results()
+    map50, map50_95 = _coco_eval(images)
+    assert ours["map50"] == pytest.approx(map50, abs=0.005)
+    assert ours["map50_95"] == pytest.approx(map50_95, abs=0.005)
+    assert 0.2 < ours["map50"] < 1.0, "a non-trivial case"
+
+
+def test_evaluator_on_images_without_objects():
+    from engine.metrics.detection import DetectionEvaluator
+
+    ev = DetectionEvaluator(conf_threshold=0.5)
+    ev.add_image(np.array([[0, 0, 5, 5]]), [0.9], [1], np.zeros((0, 4)), [])
+    ev.add_image(np.array([[0, 0, 5, 5]]), [0.3], [1], np.zeros((0, 4)), [])
+    ev.add_image(np.zeros((0, 4)), [], [], np.zeros((0, 4)), [])
+    r = ev.results()
+    assert (r["map50"], r["map50_95"], r["negative_images"]) == (0.0, 0.0, 3)
+    assert r["fp_rate"] == pytest.approx(1 / 3) and r["fp_per_negative_image"] == pytest.approx(1 / 3)

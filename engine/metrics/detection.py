@@ -78,3 +78,68 @@ class DetectionCounts:
     @property
     def fp_per_image(self) -> float:
         return self.fp / self.images if self.images else 0.0
+
+
+IOU_THRESHOLDS = np.round(np.linspace(0.5, 0.95, 10), 2)  # COCO's mAP50-95 thresholds
+RECALL_POINTS = np.linspace(0.0, 1.0, 101)  # COCO's 101-point interpolation
+
+
+def average_precision(tp: np.ndarray, conf: np.ndarray, n_gt: int) -> float:
+    """COCO-style AP of one class at one IoU threshold: detections by confidence, precision
+    made monotone, sampled at 101 recall points. NaN when the class has no ground truth."""
+    if n_gt == 0:
+        return float("nan")
+    order = np.argsort(-np.asarray(conf), kind="mergesort")
+    tp = np.asarray(tp, bool)[order]
+    tps, fps = np.cumsum(tp), np.cumsum(~tp)
+    recall = tps / n_gt
+    precision = tps / np.maximum(tps + fps, np.finfo(np.float64).eps)
+    precision = np.maximum.accumulate(precision[::-1])[::-1] if len(precision) else precision
+    idx = np.searchsorted(recall, RECALL_POINTS, side="left")
+    sampled = np.where(idx < len(precision), precision[np.minimum(idx, len(precision) - 1)], 0.0)
+    return float(sampled.mean())
+
+
+class DetectionEvaluator:
+    """Accumulates images; gives mAP50 and mAP50-95 (COCO-style, classes with ground truth),
+    precision and recall at a confidence threshold, and the frame-level FP rate on images
+    with no object. Matching per threshold as in `match_detections`."""
+
+    def __init__(self, conf_threshold: float = 0.25):
+        self.conf_threshold = conf_threshold
+        self.tp: list[np.ndarray] = []  # (n, 10) per image
+        self.conf: list[np.ndarray] = []
+        self.cls: list[np.ndarray] = []
+        self.gt_cls: list[np.ndarray] = []
+        self.at_conf = DetectionCounts()
+        self.negatives = DetectionCounts()
+
+    def add_image(self, pred_xyxy, pred_conf, pred_cls, gt_xyxy, gt_cls) -> None:
+        pred_conf = np.asarray(pred_conf, np.float64).reshape(-1)
+        pred_cls = np.asarray(pred_cls).reshape(-1).astype(np.int64)
+        gt_cls = np.asarray(gt_cls).reshape(-1).astype(np.int64)
+        tp = np.stack([match_detections(pred_xyxy, pred_conf, pred_cls, gt_xyxy, gt_cls, t) for t in IOU_THRESHOLDS],
+                      axis=1) if len(pred_conf) else np.zeros((0, len(IOU_THRESHOLDS)), bool)
+        self.tp.append(tp)
+        self.conf.append(pred_conf)
+        self.cls.append(pred_cls)
+        self.gt_cls.append(gt_cls)
+        keep = pred_conf >= self.conf_threshold
+        self.at_conf.add_image(tp[keep, 0], len(gt_cls))
+        if len(gt_cls) == 0:
+            self.negatives.add_image(tp[keep, 0], 0)
+
+    def results(self) -> dict:
+        tp = np.concatenate(self.tp) if self.tp else np.zeros((0, len(IOU_THRESHOLDS)), bool)
+        conf = np.concatenate(self.conf) if self.conf else np.zeros(0)
+        cls = np.concatenate(self.cls) if self.cls else np.zeros(0, np.int64)
+        gt = np.concatenate(self.gt_cls) if self.gt_cls else np.zeros(0, np.int64)
+        classes = np.unique(gt)
+        ap = np.array([[average_precision(tp[cls == c, t], conf[cls == c], int((gt == c).sum()))
+                        for t in range(len(IOU_THRESHOLDS))] for c in classes]).reshape(len(classes), len(IOU_THRESHOLDS))
+        has = len(classes) > 0
+        return {"map50": float(ap[:, 0].mean()) if has else 0.0, "map50_95": float(ap.mean()) if has else 0.0,
+                "ap50_per_class": {int(c): float(a) for c, a in zip(classes, ap[:, 0])} if has else {},
+                "precision": self.at_conf.precision, "recall": self.at_conf.recall, "images": len(self.tp),
+                "negative_images": self.negatives.images, "fp_rate": self.negatives.image_fp_rate,
+                "fp_per_negative_image": self.negatives.fp_per_image}

@@ -1,0 +1,1 @@
+"""MLflow models: Quarry's models logged, registered and loaded back (`models:/<name>@<alias>`)."""

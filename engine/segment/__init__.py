@@ -1,0 +1,1 @@
+"""Segmentation: prediction helpers, the training loop and the hard-negative scan."""

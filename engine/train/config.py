@@ -1,0 +1,107 @@
+"""Config of fine-tuning (`quarry train`): detection or segmentation on Ray Train."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from engine.config import Section
+from engine.raycluster import RayConfig
+from engine.tracking import TrackingConfig
+
+
+class ScalingSection(Section):
+    """Ray Train's workers: the same code on 2 CPU workers (gloo) and N GPUs (nccl)."""
+
+    num_workers: int = Field(2, ge=1, le=1024, description="DDP workers")
+    use_gpu: bool = Field(False, description="one GPU per worker (nccl); off: CPU workers (gloo)")
+    cpus_per_worker: float = Field(1.0, gt=0.0, le=128.0)
+    gpus_per_worker: float = Field(1.0, gt=0.0, le=8.0, description="with use_gpu; fractions share a GPU")
+
+
+class DetectTrainConfig(Section):
+    """Fine-tuning an Ultralytics detector in Quarry's own loop (sampling, loss weights and the
+    FP penalty are ours; the box/cls/dfl loss is Ultralytics')."""
+
+    model: str = Field("runs/base/base.pt", description="start from a local .pt (fine-tune) or an architecture .yaml")
+    imgsz: int = Field(256, ge=32, le=4096, multiple_of=32, description="letterboxed square input, pixels")
+    epochs: int = Field(10, ge=1, le=10_000)
+    batch: int = Field(16, ge=1, le=4096, description="images per step per worker")
+    samples_per_epoch: int | None = Field(None, ge=1, description="draws per epoch over all workers (None: the train split's size)")
+    optimizer: Literal["AdamW", "SGD"] = "AdamW"
+    lr: float = Field(0.001, gt=0.0, le=1.0, description="peak learning rate (linear warmup, then cosine to lr_final)")
+    lr_final: float = Field(0.01, ge=0.0, le=1.0, description="final learning rate as a fraction of lr")
+    momentum: float = Field(0.937, ge=0.0, lt=1.0, description="SGD momentum / AdamW beta1")
+    weight_decay: float = Field(5e-4, ge=0.0, le=1.0)
+    warmup_epochs: float = Field(1.0, ge=0.0, description="epochs of linear warmup")
+    accumulate: int = Field(1, ge=1, le=256, description="steps whose gradients are summed before an update")
+    grad_clip: float = Field(10.0, gt=0.0, description="max gradient norm")
+    amp: bool = Field(True, description="mixed precision on GPU (ignored on CPU)")
+    ema: bool = Field(True, description="validate and save an exponential moving average of the weights")
+    fp_penalty: float = Field(1.0, ge=0.0, le=100.0, description="weight of the FP penalty on images with no object")
+    fp_top_k: int = Field(10, ge=1, description="anchors averaged for an image's FP penalty (a smooth max)")
+    augment: Literal["none", "light", "medium", "heavy", "weather"] = "light"
+    conf_threshold: float = Field(0.25, ge=0.0, le=1.0, description="validation: precision/recall/FP rate at this confidence")
+    fitness_fp_weight: float = Field(0.5, ge=0.0, description="best model: mAP50-95 - this x FP rate on hard-negative val frames")
+    patience: int = Field(5, ge=1, description="epochs without a better fitness before stopping")
+    workers: int = Field(0, ge=0, le=64, description="dataloader processes per Ray Train worker")
+    seed: int = Field(0, ge=0)
+
+
+class SegmentVariant(Section):
+    arch: str = Field("Unet", description="smp architecture")
+    encoder: str = Field("resnet18", description="smp encoder")
+    checkpoint: Path | None = Field(None, description="start from this state_dict (None: random weights)")
+
+
+class SegmentTrainConfig(Section):
+    """Fine-tuning smp segmentation models with seed 003's loss; several named variants."""
+
+    variants: dict[str, SegmentVariant] = Field(
+        {"unet_r18": SegmentVariant(), "fpn_r18": SegmentVariant(arch="FPN")},
+        description="named models trained one after the other (seed 003 fine-tunes four)")
+    models: list[str] | None = Field(None, description="train only these variants (None: all)")
+    imgsz: int = Field(128, ge=32, le=4096, multiple_of=32)
+    epochs: int = Field(25, ge=1, le=10_000)
+    batch: int = Field(8, ge=1, le=1024)
+    lr: float = Field(1e-4, gt=0.0, le=1.0, description="seed 002/003: 1e-4, cosine")
+    weight_decay: float = Field(1e-4, ge=0.0, le=1.0)
+    focal_w: float = Field(0.5, ge=0.0)
+    dice_w: float = Field(0.5, ge=0.0)
+    fp_penalty: float = Field(4.0, ge=0.0, description="seed 003: 4.0 (V3 used 2.0)")
+    augment: Literal["none", "light", "medium", "heavy", "weather"] = "light"
+    threshold: float = Field(0.5, gt=0.0, lt=1.0, description="pixel probability counted as forged")
+    min_fp_ratio: float = Field(0.001, ge=0.0, le=1.0, description="an authentic image is a false positive above this share (seed 002)")
+    patience: int = Field(10, ge=1)
+    workers: int = Field(0, ge=0, le=64)
+    seed: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _known_models(self):
+        unknown = sorted(set(self.models or []) - set(self.variants))
+        if unknown:
+            raise ValueError(f"segment.models {unknown} are not variants ({sorted(self.variants)})")
+        return self
+
+
+class RegistryConfig(Section):
+    register: bool = Field(True, description="register the best model as a new version in the MLflow registry")
+    model_name: str | None = Field(None, description="registered model name (default: quarry-detector / quarry-segmenter-<variant>)")
+
+
+class TrainConfig(Section):
+    """`quarry train`: DDP fine-tuning on Ray Train with weighted hard-negative sampling."""
+
+    task: Literal["detect", "segment"] = "detect"
+    data: Path = Field(Path("runs/dataset"), description="a set built by `quarry build` (samples.parquet)")
+    out_dir: Path = Field(Path("runs/train"), description="best model, history, Ray Train checkpoints")
+    detect: DetectTrainConfig = DetectTrainConfig()
+    segment: SegmentTrainConfig = SegmentTrainConfig()
+    scaling: ScalingSection = ScalingSection()
+    max_failures: int = Field(2, ge=0, description="restarts from the last checkpoint after a worker dies")
+    resume_from: Path | None = Field(None, description="a Ray Train checkpoint folder of a stopped run to continue")
+    registry: RegistryConfig = RegistryConfig()
+    tracking: TrackingConfig = TrackingConfig(experiment="quarry-train")
+    ray: RayConfig = RayConfig()
