@@ -14,17 +14,14 @@ import sys
 
 from engine.config import write_resolved_config
 from engine.train.config import TrainConfig
-from engine.train.run import run_training
+from engine.train.run import check_inputs, run_training
 
 CONFIG = TrainConfig
 SUMMARY = "fine-tune on Ray Train with weighted hard-negative sampling and an FP penalty"
 
 
 def run(config: TrainConfig) -> dict:
-    if config.task == "detect":
-        from engine.models.detector import check_detector_source
-
-        check_detector_source(config.detect.model)
+    check_inputs(config)
     write_resolved_config(config, config.out_dir)
     return run_training(config)
 

@@ -32,7 +32,9 @@ def tiny_world(tmp_path_factory):
         "seed": 7,
         "videos": {"n_workzone": 2, "n_lookalike": 4, "n_clean": 1, "duration_s": 2.0, "fps": 10},
         "detection": {"n_train": 12, "n_val": 4, "n_heldout_workzone": 6, "n_heldout_lookalike": 8},
-        "segmentation": {"n_authentic": 8, "n_forged": 6, "size_px": 64, "dark_fraction": 0.5},
+        "segmentation": {"n_authentic": 8, "n_forged": 6, "size_px": 64, "dark_fraction": 0.5, "n_heldout_authentic": 4,
+                         "n_heldout_forged": 3},
+        "captions": {"n_images": 12},
     })
     summary = generate_world(cfg)
     return cfg, summary
@@ -90,7 +92,8 @@ def listed_but_undecodable_video(tiny_world, tmp_path_factory):
 TINY_DEMO_OVERRIDES = [
     "videos.n_workzone=2", "videos.n_lookalike=4", "videos.n_clean=1", "videos.duration_s=3",
     "detection.n_train=240", "detection.n_val=32", "detection.n_heldout_workzone=32", "detection.n_heldout_lookalike=32",
-    "segmentation.n_authentic=8", "segmentation.n_forged=8", "captions.n_images=96", "clip.epochs=2",
+    "segmentation.n_authentic=8", "segmentation.n_forged=8", "segmentation.n_heldout_authentic=8",
+    "segmentation.n_heldout_forged=8", "captions.n_images=96", "clip.epochs=2",
     # a base detector in ~40 s on 2 cores that fires on lookalikes (8 epochs at 0.004 learned nothing)
     "base_model.epochs=12", "base_model.lr0=0.01",
 ]
@@ -106,3 +109,10 @@ def tiny_demo(tmp_path_factory):
     work = tmp_path_factory.mktemp("demo")
     config = load_config(demo.DemoConfig, None, [f"work_dir={work}", *TINY_DEMO_OVERRIDES])
     return config, demo.run(config)
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tiny_demo):
+    """The tiny demo's built detection set (base data, labelled frames, accepted hard negatives)."""
+    config, result = tiny_demo
+    return Path(result["steps"]["build"]["out_dir"]), Path(config.work_dir)

@@ -168,12 +168,17 @@ def test_segmentation_set(tiny_world):
 
     cfg, summary = tiny_world
     root = Path(cfg.out_dir) / "segmentation"
-    index = pd.read_parquet(root / "index.parquet")
+    everything = pd.read_parquet(root / "index.parquet")
+    index = everything[everything.split == "train"]
+    held = everything[everything.split == "heldout"]
     assert (index.kind == "authentic").sum() == 8 and (index.kind == "forged").sum() == 6
+    assert (held.kind == "authentic").sum() == 4 and (held.kind == "forged").sum() == 3
+    train_bytes = {(root / p).read_bytes() for p in index.image}
+    assert not any((root / p).read_bytes() in train_bytes for p in held.image), "held-out images are other images"
     dark = index[index.source_kind == "dark"]
     assert len(dark) >= 1 and (dark.mean_brightness < DARK_MEAN_MAX).all()
     assert summary["segmentation_images"]["dark"] == int(index.is_dark.sum())
-    for row in index[index.kind == "forged"].itertuples():
+    for row in everything[everything.kind == "forged"].itertuples():
         mask = cv2.imread(str(root / row.mask), cv2.IMREAD_GRAYSCALE)
         low, high = FORGERY_BANDS[row.band]
         assert set(np.unique(mask)) == {0, 255}
@@ -192,7 +197,9 @@ def test_same_seed_same_bytes_other_seed_differs(tmp_path):
             "out_dir": str(tmp_path / name), "seed": seed,
             "videos": {"n_workzone": 1, "n_lookalike": 1, "n_clean": 0, "duration_s": 1.0, "fps": 8},
             "detection": {"n_train": 3, "n_val": 1, "n_heldout_workzone": 1, "n_heldout_lookalike": 1},
-            "segmentation": {"n_authentic": 2, "n_forged": 2, "size_px": 48},
+            "segmentation": {"n_authentic": 2, "n_forged": 2, "size_px": 48, "n_heldout_authentic": 1,
+                             "n_heldout_forged": 1},
+            "captions": {"n_images": 3},
         })
         generate_world(cfg)
         return _digest(tmp_path / name)

@@ -101,3 +101,26 @@ def test_letterbox_maps_boxes():
     assert out.shape == (128, 128, 3) and scale == 0.5 and (px, py) == (0, 28)
     ys, xs = np.nonzero(out[..., 0] == 255)
     assert (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1) == (50, 48, 60, 58)
+
+
+def test_segmentation_fp_rule_and_pixel_metrics_known_answers():
+    from engine.segment.metrics import FpRule, SegmentationEvaluator, image_fp_stats, is_false_positive
+
+    prob = np.zeros((40, 40))
+    prob[0:10, 0:10] = 0.9  # a 100 px region
+    prob[30:33, 30:33] = 0.8  # a 9 px region
+    prob[20, 20] = 0.6  # below 0.75
+    stats = image_fp_stats(prob, 0.75)
+    assert stats == {"fp_ratio": 109 / 1600, "regions": 2, "largest_region_px": 100, "max_prob": 0.9}
+    assert is_false_positive(stats, FpRule(0.75, 0.001, 100)) and not is_false_positive(stats, FpRule(0.75, 0.001, 101))
+    assert not is_false_positive(stats, FpRule(0.75, 0.1, 0)), "the share bound applies too"
+    ev = SegmentationEvaluator(FpRule(0.5, 0.001, 50))
+    mask = np.zeros((40, 40), np.uint8)
+    mask[0:10, 0:20] = 1  # 200 forged px: 100 found, 100 missed; the other regions are 9 + 1 FPs
+    ev.add_image(prob, mask)
+    ev.add_image(prob, np.zeros((40, 40)))  # authentic, flagged (100 px region)
+    ev.add_image(np.zeros((40, 40)), np.zeros((40, 40)))  # authentic, clean
+    r = ev.results()
+    assert r["precision"] == pytest.approx(100 / 110) and r["recall"] == pytest.approx(0.5)
+    assert r["f1"] == pytest.approx(2 * (100 / 110) * 0.5 / (100 / 110 + 0.5))
+    assert r["fp_rate"] == 0.5 and r["authentic_images"] == 2

@@ -39,6 +39,10 @@ class SegmentationSetConfig(Section):
     n_forged: int = Field(60, ge=0)
     size_px: int = Field(128, ge=32, le=2048, description="square image side")
     dark_fraction: float = Field(0.25, ge=0.0, le=1.0, description="share of authentic images with mean brightness < 30")
+    artifact_fraction: float = Field(0.4, ge=0.0, le=1.0, description=(
+        "share of authentic images with a natural smooth patch (the world's segmentation hard negatives)"))
+    n_heldout_authentic: int = Field(60, ge=0, description="held-out authentic images (other seeds), for FP rate")
+    n_heldout_forged: int = Field(60, ge=0, description="held-out forgeries (other seeds), for pixel recall")
 
 
 class CaptionSetConfig(Section):

@@ -15,12 +15,21 @@ from engine.synth.captions import caption_for
 from engine.synth.config import SynthConfig
 from engine.synth.render import FrameLabel, render_frame
 from engine.synth.scenario import make_scenario, rng_for
-from engine.synth.segmentation import AUTHENTIC_KINDS, DARK_MEAN_MAX, FORGERY_BANDS, make_authentic, make_copy_move
+from engine.synth.segmentation import (
+    AUTHENTIC_KINDS,
+    DARK_MEAN_MAX,
+    FORGERY_BANDS,
+    add_smooth_artifact,
+    authentic_content,
+    make_authentic,
+    make_copy_move,
+)
 from engine.synth.shapes import CUE_CLASSES, LOOKALIKE_KINDS
 from engine.yolo_format import format_yolo_labels
 
 # seed-sequence part ids (videos use 1)
-PARTS = {"train": 2, "val": 3, "workzone": 4, "lookalike": 5, "authentic": 6, "forged": 7, "captions": 8}
+PARTS = {"train": 2, "val": 3, "workzone": 4, "lookalike": 5, "authentic": 6, "forged": 7, "captions": 8,
+         "heldout_authentic": 9, "heldout_forged": 10}
 CAPTION_KINDS = ("workzone", *(f"lookalike:{k}" for k in LOOKALIKE_KINDS), "clean")  # cycled
 
 
@@ -102,36 +111,56 @@ def write_detection_set(cfg: SynthConfig) -> dict[str, int]:
             "heldout_lookalike": d.n_heldout_lookalike}
 
 
-def write_segmentation_set(cfg: SynthConfig) -> dict[str, int]:
-    """Authentic images (a share of them dark) and copy-move forgeries with masks."""
+def _segmentation_rows(cfg: SynthConfig, root: Path, split: str, n_authentic: int, n_forged: int) -> list[dict]:
+    """Authentic images (a share dark) and copy-move forgeries with masks, of one split; the
+    held-out split draws from other seed parts than the training split."""
     s = cfg.segmentation
-    root = Path(cfg.out_dir) / "segmentation"
+    prefix = "" if split == "train" else "heldout/"
+    parts = ("authentic", "forged") if split == "train" else ("heldout_authentic", "heldout_forged")
     rows = []
-    for i in range(s.n_authentic):
-        rng = rng_for(cfg.seed, PARTS["authentic"], i)
+    for i in range(n_authentic):
+        rng = rng_for(cfg.seed, PARTS[parts[0]], i)
         kind = "dark" if rng.random() < s.dark_fraction else str(rng.choice(AUTHENTIC_KINDS[:3]))
         img = make_authentic(rng, kind, s.size_px)
-        name = f"authentic/authentic_{i:05d}.png"
+        artifact = bool(rng.random() < s.artifact_fraction)
+        if artifact:
+            img = add_smooth_artifact(rng, img)
+        name = f"{prefix}authentic/{prefix.strip('/') + '_' if prefix else ''}authentic_{i:05d}.png"
         write_image(root / name, img)
         rows.append({"image": name, "mask": None, "kind": "authentic", "source_kind": kind, "band": None,
-                     "forgery_area_frac": 0.0, "mean_brightness": float(img.mean())})
+                     "forgery_area_frac": 0.0, "mean_brightness": float(img.mean()), "split": split,
+                     "smooth_artifact": artifact})
     bands = list(FORGERY_BANDS)
-    for i in range(s.n_forged):
-        rng = rng_for(cfg.seed, PARTS["forged"], i)
+    for i in range(n_forged):
+        rng = rng_for(cfg.seed, PARTS[parts[1]], i)
         source_kind = str(rng.choice(AUTHENTIC_KINDS[:3]))
         band = bands[i % len(bands)]
-        forged, mask = make_copy_move(rng, make_authentic(rng, source_kind, s.size_px), band)
-        name, mask_name = f"forged/forged_{i:05d}.png", f"masks/forged_{i:05d}.png"
+        forged, mask = make_copy_move(rng, authentic_content(rng, source_kind, s.size_px), band)
+        stem = f"{prefix.strip('/') + '_' if prefix else ''}forged_{i:05d}"
+        name, mask_name = f"{prefix}forged/{stem}.png", f"{prefix}masks/{stem}.png"
         write_image(root / name, forged)
         with atomic_path(root / mask_name) as tmp:
             cv2.imwrite(str(tmp), mask * 255)
         rows.append({"image": name, "mask": mask_name, "kind": "forged", "source_kind": source_kind, "band": band,
-                     "forgery_area_frac": float(mask.mean()), "mean_brightness": float(forged.mean())})
-    index = pd.DataFrame(rows, columns=["image", "mask", "kind", "source_kind", "band", "forgery_area_frac", "mean_brightness"])
+                     "forgery_area_frac": float(mask.mean()), "mean_brightness": float(forged.mean()), "split": split,
+                     "smooth_artifact": False})
+    return rows
+
+
+def write_segmentation_set(cfg: SynthConfig) -> dict[str, int]:
+    """The training split and a held-out split (`split` column of segmentation/index.parquet)."""
+    s = cfg.segmentation
+    root = Path(cfg.out_dir) / "segmentation"
+    rows = _segmentation_rows(cfg, root, "train", s.n_authentic, s.n_forged)
+    rows += _segmentation_rows(cfg, root, "heldout", s.n_heldout_authentic, s.n_heldout_forged)
+    columns = ["image", "mask", "kind", "source_kind", "band", "forgery_area_frac", "mean_brightness", "split",
+               "smooth_artifact"]
+    index = pd.DataFrame(rows, columns=columns)
     index["is_dark"] = index["mean_brightness"] < DARK_MEAN_MAX
     write_table(index, root / "index.parquet")
-    return {"authentic": s.n_authentic, "forged": s.n_forged, "dark": int(index["is_dark"].sum())}
-
+    train = index[index["split"] == "train"]
+    return {"authentic": s.n_authentic, "forged": s.n_forged, "dark": int(train["is_dark"].sum()),
+            "heldout_authentic": s.n_heldout_authentic, "heldout_forged": s.n_heldout_forged}
 
 def write_caption_set(cfg: SynthConfig) -> dict[str, int]:
     """Frames of every kind (work zone, each lookalike kind, clean road) with a caption made

@@ -1,9 +1,18 @@
 """The segmentation variant of the world: authentic images and copy-move forgeries with masks.
 
 Authentic kinds mirror the false-positive sources of seed 002/003: natural textures,
-cell-like blobs, high-contrast edges, and dark images (mean brightness < 30).
-Forgeries copy a patch of an image to another place in it; the mask marks the pasted area.
-Size bands follow the sampling weights of seed 003: tiny < 1 %, small 1-5 %, large > 5 %.
+cell-like blobs, high-contrast edges, and dark images (mean brightness < 30). Every image
+carries sensor noise.
+
+Forgeries copy a patch of an image's content to another place in it, enlarged 1.3-2x as
+forgers resize what they paste; the pasted area's sensor noise is weaker (0.3x: it came from
+another source), the local trace a detector learns; the mask marks the pasted area. Size bands follow the
+sampling weights of seed 003: tiny < 1 %, small 1-5 %, large > 5 %.
+
+Some authentic images (`artifact_fraction`) have a natural smooth patch (defocus, a smudge,
+a re-saved label; an ellipse, Gaussian-blurred): the same kind of trace without a forgery.
+A model trained without them fires there: they are the world's hard negatives, as seed 002's
+"natural texture boundaries, dust, JPEG artifacts" are in real data.
 """
 
 from __future__ import annotations
@@ -48,23 +57,51 @@ def _edges(rng: np.random.Generator, size: int) -> np.ndarray:
     return img.astype(np.float32)
 
 
-def make_authentic(rng: np.random.Generator, kind: str, size_px: int) -> np.ndarray:
-    """An authentic RGB uint8 image of `kind`; `dark` images have mean brightness < 30."""
+SENSOR_NOISE_SIGMA = (8.0, 14.0)  # grey levels, per image (a high-ISO sensor)
+PASTE_NOISE_GAIN = 0.3  # the pasted area's noise, relative to the image's: it came from another source
+
+
+def authentic_content(rng: np.random.Generator, kind: str, size_px: int) -> np.ndarray:
+    """The noise-free content (float RGB) of an authentic image of `kind`."""
     if kind == "dark":
         base = [_texture, _cells, _edges][rng.integers(3)](rng, size_px)
-        target = rng.uniform(8.0, 26.0)
-        base = base * (target / max(base.mean(), 1e-6))
-        return np.clip(base, 0, 255).astype(np.uint8)
-    maker = {"texture": _texture, "cells": _cells, "edges": _edges}[kind]
-    return np.clip(maker(rng, size_px), 0, 255).astype(np.uint8)
+        return base * (rng.uniform(8.0, 24.0) / max(base.mean(), 1e-6))
+    return {"texture": _texture, "cells": _cells, "edges": _edges}[kind](rng, size_px)
 
 
-def make_copy_move(rng: np.random.Generator, image: np.ndarray, band: str) -> tuple[np.ndarray, np.ndarray]:
-    """Copy a rectangle of `image` elsewhere in it; return (forged image, uint8 mask of the pasted area).
+def add_sensor_noise(rng: np.random.Generator, content: np.ndarray, gain: np.ndarray | None = None) -> np.ndarray:
+    """uint8 image: `content` plus grey sensor noise, scaled per pixel by `gain` (default 1)."""
+    noise = rng.normal(0, rng.uniform(*SENSOR_NOISE_SIGMA), content.shape[:2]).astype(np.float32)
+    if gain is not None:
+        noise *= gain
+    return np.clip(content + noise[..., None], 0, 255).astype(np.uint8)
 
-    The patch area is drawn from `FORGERY_BANDS[band]` (fraction of the image).
-    """
+
+def make_authentic(rng: np.random.Generator, kind: str, size_px: int) -> np.ndarray:
+    """An authentic RGB uint8 image of `kind` with sensor noise; `dark` images have mean
+    brightness < 30."""
+    return add_sensor_noise(rng, authentic_content(rng, kind, size_px))
+
+
+def add_smooth_artifact(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
+    """A natural smooth patch: an ellipse of the image blurred (sigma 1.2-2 px), 2-8 % of it."""
     size_h, size_w = image.shape[:2]
+    area = rng.uniform(0.02, 0.08) * size_h * size_w
+    ry = np.sqrt(area / np.pi / rng.uniform(0.6, 1.6))
+    rx = area / np.pi / ry
+    cy, cx = rng.uniform(ry, size_h - ry), rng.uniform(rx, size_w - rx)
+    region = np.zeros((size_h, size_w), np.uint8)
+    cv2.ellipse(region, (int(cx), int(cy)), (int(rx), int(ry)), float(rng.uniform(0, 180)), 0, 360, 1, -1)
+    blurred = cv2.GaussianBlur(image, (0, 0), float(rng.uniform(1.2, 2.0)))
+    return np.where(region[..., None] > 0, blurred, image)
+
+
+def make_copy_move(rng: np.random.Generator, content: np.ndarray, band: str) -> tuple[np.ndarray, np.ndarray]:
+    """Copy a rectangle of the noise-free `content` elsewhere in it, enlarged 1.3-2x (sometimes
+    flipped); add sensor noise, weaker in the pasted area (it came from another source).
+    Return (forged uint8 image, uint8 mask of the pasted area). The patch area is drawn from
+    `FORGERY_BANDS[band]` (fraction of the image)."""
+    size_h, size_w = content.shape[:2]
     area = rng.uniform(*FORGERY_BANDS[band]) * size_h * size_w
     aspect = rng.uniform(0.6, 1.6)
     ph = int(np.clip(round(np.sqrt(area / aspect)), 2, size_h // 2))
@@ -74,11 +111,14 @@ def make_copy_move(rng: np.random.Generator, image: np.ndarray, band: str) -> tu
         dy, dx = rng.integers(0, size_h - ph), rng.integers(0, size_w - pw)
         if abs(dy - sy) >= ph or abs(dx - sx) >= pw:
             break
-    forged = image.copy()
-    patch = image[sy : sy + ph, sx : sx + pw]
+    forged = content.copy()
+    scale = rng.uniform(1.3, 2.0)  # the forger enlarges what they paste
+    sh, sw = min(size_h - sy, max(2, round(ph / scale))), min(size_w - sx, max(2, round(pw / scale)))
+    patch = cv2.resize(content[sy : sy + sh, sx : sx + sw], (pw, ph), interpolation=cv2.INTER_LINEAR)
     if rng.random() < 0.5:  # forgers often flip the copied region
         patch = patch[:, ::-1]
     forged[dy : dy + ph, dx : dx + pw] = patch
     mask = np.zeros((size_h, size_w), np.uint8)
     mask[dy : dy + ph, dx : dx + pw] = 1
-    return forged, mask
+    gain = np.where(mask > 0, PASTE_NOISE_GAIN, 1.0).astype(np.float32)
+    return add_sensor_noise(rng, forged, gain), mask

@@ -87,7 +87,7 @@ class SegmentTrainConfig(Section):
 
 
 class RegistryConfig(Section):
-    register: bool = Field(True, description="register the best model as a new version in the MLflow registry")
+    register_model: bool = Field(True, description="register the best model as a new version in the MLflow registry")
     model_name: str | None = Field(None, description="registered model name (default: quarry-detector / quarry-segmenter-<variant>)")
 
 

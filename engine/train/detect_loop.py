@@ -54,6 +54,14 @@ def weighted_detection_loss(criterion, preds: dict, batch: dict) -> tuple[torch.
     return total / size, parts / size
 
 
+def detection_batch_loss(model, criterion, batch: dict, fp_penalty: float, fp_top_k: int):
+    """(loss, its box/cls/dfl parts, the FP penalty term) of one batch, as the loop trains on it."""
+    preds = model(batch["img"])
+    det_loss, parts = weighted_detection_loss(criterion, preds, batch)
+    fp = detection_fp_penalty(preds["scores"].float(), batch["negative"], fp_top_k)
+    return det_loss + fp_penalty * fp, parts, fp
+
+
 def warmup_cosine(warmup_updates: int, total_updates: int, final_fraction: float):
     """lr multiplier: linear from ~0 to 1 over warmup, then cosine down to `final_fraction`."""
     def factor(update: int) -> float:
@@ -143,10 +151,7 @@ def detect_train_loop(loop_config: dict) -> None:
             update = (step + 1) % d.accumulate == 0 or step + 1 == len(loader)
             sync = model.no_sync() if world > 1 and not update else nullcontext()
             with sync, torch.autocast(device.type, enabled=use_amp):
-                preds = model(batch["img"])
-                det_loss, parts = weighted_detection_loss(criterion, preds, batch)
-                fp = detection_fp_penalty(preds["scores"].float(), batch["negative"], d.fp_top_k)
-                loss = det_loss + d.fp_penalty * fp
+                loss, parts, fp = detection_batch_loss(model, criterion, batch, d.fp_penalty, d.fp_top_k)
             scaler.scale(loss / d.accumulate).backward()
             if update:
                 scaler.unscale_(optimizer)
@@ -157,7 +162,7 @@ def detect_train_loop(loop_config: dict) -> None:
                 scheduler.step()
                 if ema is not None:
                     ema.update(net)
-            sums += [float(loss), *(float(p) for p in parts), float(fp)]
+            sums += [loss.item(), *parts.tolist(), fp.item()]
             n_steps += 1
         mean = sums / max(1, n_steps)
         metrics = {"epoch": epoch + 1, "train_loss": mean[0], "box_loss": mean[1], "cls_loss": mean[2], "dfl_loss": mean[3],

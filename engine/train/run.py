@@ -33,7 +33,8 @@ def _resume_dir(cfg: TrainConfig) -> str | None:
     return str(Path(found).resolve())
 
 
-def _check_data(cfg: TrainConfig) -> None:
+def check_inputs(cfg: TrainConfig) -> None:
+    """Fail before any work: the built set (its task, both splits), then the detector."""
     if not (Path(cfg.data) / "samples.parquet").is_file():
         raise ConfigError(f"data = {str(cfg.data)!r}: no built set (samples.parquet) there; run `quarry build` first")
     import pandas as pd
@@ -46,10 +47,14 @@ def _check_data(cfg: TrainConfig) -> None:
         raise ConfigError(f"data = {str(cfg.data)!r}: a segmentation set; use task=segment")
     if cfg.task == "segment" and "mask_path" not in samples:
         raise ConfigError(f"data = {str(cfg.data)!r}: a detection set; use task=detect")
+    if cfg.task == "detect":
+        from engine.models.detector import check_detector_source
+
+        check_detector_source(cfg.detect.model)
 
 
 def run_training(cfg: TrainConfig) -> dict:
-    _check_data(cfg)
+    check_inputs(cfg)
     out = Path(cfg.out_dir)
     resume = _resume_dir(cfg)
     uri = resolve_tracking_uri(cfg.tracking.tracking_uri, out) if cfg.tracking.enabled else None
@@ -72,7 +77,7 @@ def run_training(cfg: TrainConfig) -> dict:
             results[label] = _fit(cfg, kind, variant, out, run_name, resume, mlflow_cfg)
             if uri:
                 results[label]["mlflow_run_id"] = run_id
-                if cfg.registry.register:
+                if cfg.registry.register_model:
                     name = cfg.registry.model_name or ("quarry-detector" if kind == "detector" else f"quarry-segmenter-{variant}")
                     from engine.registry.models import log_and_register
 

@@ -22,7 +22,7 @@ log = logging.getLogger("quarry.train")
 
 def latest_checkpoint(out_dir: Path) -> Path | None:
     """The newest checkpoint folder under `<out_dir>/ray` (for `resume_from=latest`)."""
-    found = sorted((Path(out_dir) / "ray").glob("*/checkpoint_*"), key=lambda p: p.stat().st_mtime)
+    found = sorted((p for p in (Path(out_dir) / "ray").glob("*/checkpoint_*") if p.is_dir()), key=lambda p: p.stat().st_mtime)
     return found[-1] if found else None
 
 
