@@ -1,8 +1,10 @@
 """Train the demo's stand-ins for what a user brings, offline: the base detector on the world's
 clean YOLO dataset with Ultralytics' own trainer (scored on held-out frames: precision and
-recall on work-zone frames, false-alarm rate on lookalike frames), and a tiny CLIP trained
+recall and mAP on work-zone frames, false-alarm rate on lookalike frames), a tiny CLIP trained
 contrastively on captioned world frames (scored by the ROC AUC of its work-zone probability
-and its zero-shot accuracy on the lookalike kind, against the same CLIP with random weights).
+and its zero-shot accuracy on the lookalike kind, against the same CLIP with random weights),
+and a base segmentation model (scored on the held-out forged and authentic images). The run
+is logged to MLflow.
 
     quarry pretrain --config configs/pretrain.yaml world_dir=runs/world out_dir=runs/base
 """
@@ -19,7 +21,9 @@ from engine.evaluate.config import HeldoutEvalConfig
 from engine.evaluate.heldout import evaluate_heldout
 from engine.models.clip import ClipSpec, build_clip
 from engine.models.detector import DetectorSpec, build_detector
+from engine.segment.base import BaseSegmenterConfig, train_base_segmenter
 from engine.storage import atomic_write_json
+from engine.tracking import TrackingConfig, log_job_run
 from engine.train.base_detector import BaseTrainingConfig, train_base_detector
 from engine.train.clip_pretrain import ClipTrainingConfig, evaluate_clip, train_clip
 
@@ -32,10 +36,12 @@ class PretrainConfig(Section):
     training: BaseTrainingConfig = BaseTrainingConfig()
     evaluation: HeldoutEvalConfig = HeldoutEvalConfig()
     clip: ClipTrainingConfig = ClipTrainingConfig()
+    segmenter: BaseSegmenterConfig = BaseSegmenterConfig()
+    tracking: TrackingConfig = TrackingConfig(experiment="quarry-pretrain")
 
 
 CONFIG = PretrainConfig
-SUMMARY = "train the base detector and a tiny CLIP; score both on held-out frames"
+SUMMARY = "train the base detector, a tiny CLIP and a base segmenter; score them on held-out data"
 
 
 def score_base_model(weights: Path, heldout_dir: Path, evaluation: HeldoutEvalConfig) -> dict:
@@ -62,6 +68,19 @@ def run(config: PretrainConfig) -> dict:
     if config.clip.enabled:
         summary["clip"] = pretrain_clip(config)
         atomic_write_json(config.out_dir / "clip_metrics.json", summary["clip"])
+    if config.segmenter.enabled:
+        summary["segmenter"] = train_base_segmenter(config.world_dir, config.out_dir / "base_seg.pt", config.segmenter)
+        atomic_write_json(config.out_dir / "segmenter_metrics.json", summary["segmenter"])
+    if config.tracking.enabled:
+        out = Path(config.out_dir)
+        flat = {f"detector_{part}_{k}": v for part in ("workzone", "lookalike") for k, v in metrics[part].items()}
+        if "clip" in summary:
+            flat.update({f"clip_{k}": summary["clip"]["trained"][k] for k in ("workzone_auc", "lookalike_kind_accuracy")})
+        if "segmenter" in summary:
+            flat.update({f"segmenter_{k}": v for k, v in summary["segmenter"]["heldout"].items()})
+        summary.update(log_job_run(config.tracking, out, "pretrain", "", config, flat,
+                                   [out / n for n in ("metrics.json", "clip_metrics.json", "segmenter_metrics.json",
+                                                      "config.resolved.yaml")]))
     return summary
 
 

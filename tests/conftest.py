@@ -96,6 +96,8 @@ TINY_DEMO_OVERRIDES = [
     "segmentation.n_heldout_forged=8", "captions.n_images=96", "clip.epochs=2",
     # a base detector in ~40 s on 2 cores that fires on lookalikes (8 epochs at 0.004 learned nothing)
     "base_model.epochs=12", "base_model.lr0=0.01",
+    "train.detect.epochs=2", "train.detect.samples_per_epoch=64", "train.detect.batch=8",
+    "segmenter.epochs=2", "segmenter.imgsz=64", "segment_train.epochs=1", "segment_train.batch=4", "scan.min_area_px=4",
 ]
 
 

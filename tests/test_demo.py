@@ -19,10 +19,11 @@ def test_every_step_ran_and_reports(tiny_demo):
     config, result = tiny_demo
     work = Path(config.work_dir)
     steps = result["steps"]
-    assert list(steps) == ["synth", "pretrain", "mine", "flicker", "label", "review", "build"]
+    assert list(steps) == ["synth", "pretrain", "mine", "flicker", "label", "review", "build", "train", "scan", "segment"]
     assert not any(s["reused"] for s in steps.values())
     report = (work / "demo_report.md").read_text()
-    for heading in ("1. synth", "2. pretrain", "3. mine", "4. flicker", "5. label", "6. review", "7. build",
+    for heading in ("1. synth", "2. pretrain", "3. mine", "4. flicker", "5. label", "6. review", "7. build", "8. train",
+                    "9. scan", "10. segment", "| fine-tuned |", "| unet_ft |",
                     "| work zone |", "| lookalike (no objects) |", "| trained |", "mlflow ui --backend-store-uri"):
         assert heading in report, heading
     assert (work / "mine" / "sheet" / "index.html").is_file() and (work / "dataset" / "data.yaml").is_file()
@@ -30,6 +31,9 @@ def test_every_step_ran_and_reports(tiny_demo):
     assert accepted == steps["mine"]["candidates"]["candidates"], "the demo accepts every false-alarm candidate"
     assert steps["build"]["by_kind"].get("hard_negative", 0) > 0
     assert 0.0 <= steps["flicker"]["truth"]["share_not_real"] <= 1.0
+    held = steps["train"]["heldout"]
+    assert set(held) == {"base", "fine_tuned"} and held["base"] == steps["pretrain"]["heldout"]
+    assert steps["segment"]["heldout"]["base"]["authentic_images"] == 8
     assert json.loads((work / "demo_summary.json").read_text())["steps"]["mine"]["mode"] == "false-alarms"
     assert (work / "mlflow.db").is_file(), "mining was tracked in the demo's MLflow store"
 
@@ -83,7 +87,8 @@ def test_a_rerun_reuses_unchanged_steps_and_redoes_what_an_override_touched(tiny
     result = demo.run(changed)
     reused = {name: step["reused"] for name, step in result["steps"].items()}
     assert reused == {"synth": True, "pretrain": True, "mine": False, "flicker": True, "label": True, "review": False,
-                      "build": False}, "the override redoes mining and what depends on it, nothing else"
+                      "build": False, "train": False, "scan": True, "segment": True}, \
+        "the override redoes mining and what depends on it, nothing else"
     candidates = pd.read_parquet(Path(result["steps"]["mine"]["out_dir"]) / "candidates.parquet")
     assert (candidates.groupby("video_key").size() <= 2).all()
     demo.run(config)  # leave the fixture's outputs as they were for later tests

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from engine.evaluate.heldout import evaluate_heldout, score_yolo_folder
+from engine.evaluate.heldout import evaluate_heldout, evaluate_yolo_folder
 from engine.models.detector import DetectorSpec
 from engine.yolo_format import format_yolo_labels
 
@@ -51,16 +51,19 @@ def test_workzone_and_lookalike_counts_known_answer(tmp_path):
         104: [(5, 5, 9, 9, 0.3, 0)],  # e: one FP
     })
     spec = DetectorSpec(source="x.pt", conf_threshold=0.25)
-    counts = score_yolo_folder(model, tmp_path / "workzone", spec)
-    assert (counts.tp, counts.fp, counts.fn, counts.images) == (1, 2, 2, 2)
+    counts = evaluate_yolo_folder(model, tmp_path / "workzone", spec)
+    assert (counts["tp"], counts["fp"], counts["fn"], counts["images"]) == (1, 2, 2, 2)
+    # AP50 per class with ground truth: cone 1.0 (its one box found first), barrel 0 (missed), sign 0 -> 1/3
+    assert counts["map50"] == pytest.approx(1 / 3, abs=1e-6)
     metrics = evaluate_heldout(model, tmp_path, spec)
     assert metrics["workzone"]["precision"] == pytest.approx(1 / 3, abs=1e-4)
     assert metrics["workzone"]["recall"] == pytest.approx(1 / 3, abs=1e-4)
     assert metrics["lookalike"] == {"images": 3, "fp_rate": pytest.approx(2 / 3, abs=1e-4),
                                     "fp_per_image": pytest.approx(1.0), "fp": 3}
+    assert metrics["workzone"]["map50"] == pytest.approx(1 / 3, abs=1e-4)
 
 
 def test_an_empty_folder_is_a_clear_error(tmp_path):
     (tmp_path / "images").mkdir()
     with pytest.raises(FileNotFoundError, match="no images under"):
-        score_yolo_folder(TableModel({}), tmp_path, DetectorSpec(source="x.pt"))
+        evaluate_yolo_folder(TableModel({}), tmp_path, DetectorSpec(source="x.pt"))

@@ -29,7 +29,7 @@ def test_every_job_module_is_a_subcommand():
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
 def test_every_shipped_config_loads(path):
     """Each configs/<job>[-profile].yaml validates against its job's config model."""
-    job = path.stem.split("-")[0]
+    job = path.stem.split("-")[0]  # configs/<job>[-profile].yaml
     module = __import__(f"jobs.{job}", fromlist=["CONFIG"])
     config = load_config(module.CONFIG, path)
     given = yaml.safe_load(path.read_text())

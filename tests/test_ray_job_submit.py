@@ -57,11 +57,20 @@ def test_mine_as_a_submitted_ray_job(tiny_world, tmp_path):
         assert "succeeded" in (submit.stdout + submit.stderr).lower()
         summary = json.loads((out / "summary.json").read_text())
         assert summary["inputs"] == {"total": 7, "processed": 7, "errored": 0, "skipped_done": 0}
+        # MLflow artifacts land beside the job's SQLite store, not in Ray's temporary copy of the working dir
+        import mlflow
+
+        client = mlflow.tracking.MlflowClient(f"sqlite:///{out / 'mlflow.db'}")
+        (run,) = client.search_runs([client.get_experiment_by_name("quarry-mine").experiment_id])
+        assert run.info.artifact_uri.startswith((out / "mlartifacts").resolve().as_uri()), run.info.artifact_uri
+        assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {"summary.json", "candidates.csv"}
+        assert list((out / "mlartifacts").rglob("summary.json"))
         packages = list(Path(temp_dir).glob("session_*/runtime_resources/working_dir_files/_ray_pkg_*"))
         packages = [p for p in packages if p.is_dir()]
         assert packages, "the working dir was uploaded"
         # .gitignore keeps .venv, runs/ and data out of the upload
         assert all(_folder_bytes(p) < 5_000_000 for p in packages)
+        assert not any((p / "mlruns").exists() for p in packages), "nothing was written into the working dir copy"
     finally:
         subprocess.run([RAY, "stop", "--force"], env=env, capture_output=True, timeout=120)
         shutil.rmtree(temp_dir, ignore_errors=True)

@@ -12,9 +12,12 @@ from engine.evaluate.config import HeldoutEvalConfig
 from engine.labels.config import LabelConfig
 from engine.mining.config import GateConfig, MineConfig, SelectionConfig
 from engine.review.config import DEFAULT_CATEGORIES
+from engine.segment.base import BaseSegmenterConfig
+from engine.segment.scan import ScanConfig
 from engine.synth.config import CaptionSetConfig, DetectionSetConfig, SegmentationSetConfig, VideoSetConfig
 from engine.train.base_detector import BaseTrainingConfig
 from engine.train.clip_pretrain import ClipTrainingConfig
+from engine.train.config import SegmentTrainConfig, SegmentVariant, TrainConfig
 from engine.video.chunks import DecodeConfig
 
 # The world's lookalike kinds and the review category each belongs to (for the report's
@@ -46,3 +49,11 @@ class DemoConfig(Section):
                                description="the labelling step; the demo sets the input, detector and output")
     categories: dict[str, str] = Field(DEFAULT_CATEGORIES, description="review categories and their CLIP prompts")
     build: BuildConfig = Field(BuildConfig(), description="the dataset step; the demo sets its inputs and output")
+    train: TrainConfig = Field(TrainConfig(), description=(
+        "detection fine-tuning on Ray Train (2 workers); the demo sets data, model and output"))
+    segmenter: BaseSegmenterConfig = Field(BaseSegmenterConfig(), description="the base segmentation model (pretrain)")
+    scan: ScanConfig = Field(ScanConfig(min_area_px=32), description=(
+        "the segmentation scan; the demo sets input and model (32 px at 128 px images ~ seed 003's 500 px at 512)"))
+    segment_train: SegmentTrainConfig = Field(
+        SegmentTrainConfig(variants={"unet_ft": SegmentVariant()}, epochs=8, threshold=0.75),
+        description="segmentation fine-tuning (seed 003's loss); the demo starts each variant from the base segmenter")

@@ -22,7 +22,8 @@ def format_report(result: dict) -> str:
         f"1. synth [{_how(s)}]: {v['tp'] + v['fp'] + v['clean']} H.264 videos ({v['tp']} work-zone tp, {v['fp']} lookalike fp, "
         f"{v['clean']} clean; {s['video_frames']} frames), YOLO set {d['train']} train / {d['val']} val, "
         f"held-out {d['heldout_workzone']} work-zone + {d['heldout_lookalike']} lookalike frames, "
-        f"{g['authentic']} authentic ({g['dark']} dark) + {g['forged']} forged segmentation images, "
+        f"{g['authentic']} authentic ({g['dark']} dark) + {g['forged']} forged segmentation images "
+        f"(+ {g.get('heldout_authentic', 0)} + {g.get('heldout_forged', 0)} held out), "
         f"{s.get('caption_images', {}).get('images', 0)} captioned frames",
         f"2. pretrain [{_how(p)}]: base detector {p['weights']}", "",
         f"   Base model on held-out frames (conf >= {p['heldout']['conf_threshold']}, IoU >= {p['heldout']['iou_threshold']}):", "",
@@ -39,6 +40,12 @@ def format_report(result: dict) -> str:
                   "   |---|---|---|",
                   f"   | random weights | {c['random']['workzone_auc']:.3f} | {c['random']['lookalike_kind_accuracy']:.3f} |",
                   f"   | trained | {c['trained']['workzone_auc']:.3f} | {c['trained']['lookalike_kind_accuracy']:.3f} |"]
+    if "segmenter" in p:
+        sg = p["segmenter"]
+        h = sg["heldout"]
+        lines += ["", f"   Base segmenter ({sg['arch']}/{sg['encoder']}, {sg['epochs']} epochs, {sg['seconds']:.0f} s) on held-out "
+                      f"images: pixel precision {h['precision']:.3f}, recall {h['recall']:.3f}, F1 {h['f1']:.3f}; "
+                      f"FP rate on authentic images {h['fp_rate']:.3f}"]
     for n, name in ((3, "mine"), (4, "flicker")):
         m = st[name]
         io = m["inputs"]
@@ -72,6 +79,30 @@ def format_report(result: dict) -> str:
                 for k, x in b["effective_share_train"].items()]]
     if b.get("by_category"):
         lines.append("   hard negatives by category: " + ", ".join(f"{k} {v}" for k, v in b["by_category"].items()))
+    t = st["train"]
+    m = t["models"]["detector"]
+    lines += ["", f"8. train [{_how(t)}]: fine-tuned on {m['epochs_run']} epochs on Ray Train (best epoch {m['best_epoch']}) "
+                  f"-> {m['best_model']}" + (f"; registered {m['registered']['name']} version {m['registered']['version']}"
+                                             if "registered" in m else ""), "",
+              "   Base vs fine-tuned on the held-out frames (conf >= 0.25, IoU >= 0.5):", "",
+              "   | model | lookalike FP rate | lookalike FPs per frame | work-zone precision | work-zone recall | work-zone mAP50 |",
+              "   |---|---|---|---|---|---|"]
+    for name, h in t["heldout"].items():
+        wz, la = h["workzone"], h["lookalike"]
+        lines.append(f"   | {name.replace('_', '-')} | {la['fp_rate']:.3f} | {la['fp_per_image']:.3f} | {wz['precision']:.3f} | "
+                     f"{wz['recall']:.3f} | {wz.get('map50', float('nan')):.3f} |")
+    if "scan" in st:
+        sc, tr = st["scan"], st["scan"]["truth"]
+        lines += ["", f"9. scan [{_how(sc)}]: {sc['scanned']} authentic training images, {sc['flagged']} flagged by the base "
+                      f"segmenter -> {sc['hard_negatives']} hard negatives; {tr['flagged_with_smudge']} of {tr['flagged']} "
+                      "flagged images carry the world's lookalike smudge"]
+        sg = st["segment"]
+        lines += ["", f"10. segment [{_how(sg)}]: {sg['build']['samples']['train']} train / {sg['build']['samples']['val']} val "
+                      "samples; fine-tuned with seed 003's loss on Ray Train", "",
+                  "   | model (held-out images) | pixel precision | pixel recall | F1 | FP rate on authentic images |",
+                  "   |---|---|---|---|---|"]
+        for name, h in sg["heldout"].items():
+            lines.append(f"   | {name} | {h['precision']:.3f} | {h['recall']:.3f} | {h['f1']:.3f} | {h['fp_rate']:.3f} |")
     db = result["tracking_uri"].removeprefix("sqlite:///")
     lines += ["", f"MLflow store: {result['tracking_uri']}  (browse: mlflow ui --backend-store-uri {result['tracking_uri']} "
                   f"--default-artifact-root {db.rsplit('/', 1)[0]}/mlartifacts)"]

@@ -9,6 +9,10 @@ in the same work dir (the report says so):
   6. review     the mined candidates categorised by CLIP zero-shot and sheeted; accepted
                 as hard negatives (they come from videos labelled false alarms)
   7. build      the training set: base data + labelled frames + accepted hard negatives
+  8. train      fine-tune the base detector on 2 Ray Train workers; base vs fine-tuned on held-out frames
+  9. scan       the base segmenter over the authentic training images: hard negatives
+ 10. segment    build the segmentation set (forged + zero-mask hard negatives) and fine-tune
+                with seed 003's loss; base vs fine-tuned FP rate on held-out authentic images
 """
 
 from __future__ import annotations
@@ -27,9 +31,10 @@ from engine.evaluate.world_truth import flicker_truth_report, load_truth
 from engine.review.config import ReviewConfig
 from engine.storage import atomic_write_json
 from engine.synth.config import SynthConfig
+from engine.train.config import TrainConfig
 
 log = logging.getLogger("quarry.demo")
-STEPS = ("synth", "pretrain", "mine", "flicker", "label", "review", "build")
+STEPS = ("synth", "pretrain", "mine", "flicker", "label", "review", "build", "train", "scan", "segment")
 
 
 def _cached(marker: Path, key: str, reuse: bool) -> dict | None:
@@ -65,7 +70,7 @@ def categorisation_accuracy(candidates: pd.DataFrame, reviews: pd.DataFrame) -> 
 
 
 def run_demo(config: DemoConfig) -> dict:
-    from jobs import build, label, mine, pretrain, review, synth
+    from jobs import build, label, mine, pretrain, review, scan, synth, train
 
     work = Path(config.work_dir)
     write_resolved_config(config, work)
@@ -77,7 +82,9 @@ def run_demo(config: DemoConfig) -> dict:
     steps["synth"] = run_step("synth", synth_cfg.out_dir, config_hash(synth_cfg), config.reuse, lambda: synth.run(synth_cfg))
 
     pre_cfg = pretrain.PretrainConfig(world_dir=work / "world", out_dir=work / "base", evaluation=config.evaluation,
-                                      training=config.base_model.model_copy(update={"seed": config.seed}), clip=config.clip)
+                                      training=config.base_model.model_copy(update={"seed": config.seed}), clip=config.clip,
+                                      segmenter=config.segmenter)
+    pre_cfg.tracking.tracking_uri = tracking_uri
     key = config_hash(pre_cfg) + steps["synth"]["key"]
     steps["pretrain"] = run_step("pretrain", pre_cfg.out_dir, key, config.reuse, lambda: pretrain.run(pre_cfg))
     clip_checkpoint = work / "base" / "clip.pt" if config.clip.enabled else None
@@ -145,5 +152,78 @@ def run_demo(config: DemoConfig) -> dict:
     build_cfg.clip.checkpoint = clip_checkpoint
     key = config_hash(build_cfg) + steps["label"]["key"] + steps["review"]["key"]
     steps["build"] = run_step("build", build_cfg.out_dir, key, config.reuse, lambda: build.run(build_cfg))
+
+    train_cfg = config.train.model_copy(deep=True)
+    train_cfg.data, train_cfg.out_dir = work / "dataset", work / "train"
+    train_cfg.detect.model = str(work / "base" / "base.pt")
+    if train_cfg.tracking.tracking_uri is None:
+        train_cfg.tracking.tracking_uri = tracking_uri
+
+    def train_step() -> dict:
+        from engine.evaluate.heldout import evaluate_heldout
+        from engine.models.detector import DetectorSpec, build_detector
+
+        summary = train.run(train_cfg)
+        spec = DetectorSpec(source=summary["models"]["detector"]["best_model"], imgsz=config.evaluation.imgsz,
+                            conf_threshold=config.evaluation.conf_threshold, device=config.evaluation.device)
+        tuned = evaluate_heldout(build_detector(spec.source), work / "world" / "heldout", spec,
+                                 config.evaluation.iou_threshold)
+        return {**summary, "heldout": {"base": steps["pretrain"]["heldout"], "fine_tuned": tuned}}
+
+    key = config_hash(train_cfg) + steps["build"]["key"]
+    steps["train"] = run_step("train", train_cfg.out_dir, key, config.reuse, train_step)
+
+    seg_ready = config.segmenter.enabled
+    if seg_ready:
+        scan_cfg = config.scan.model_copy(deep=True)
+        scan_cfg.input.source = str(work / "world" / "segmentation" / "index.parquet")
+        scan_cfg.models = [scan_cfg.models[0].model_copy(update={"arch": config.segmenter.arch,
+                                                                  "encoder": config.segmenter.encoder,
+                                                                  "checkpoint": work / "base" / "base_seg.pt"})]
+        scan_cfg.imgsz, scan_cfg.out_dir = config.segmenter.imgsz, work / "scan"
+        if scan_cfg.tracking.tracking_uri is None:
+            scan_cfg.tracking.tracking_uri = tracking_uri
+        key = config_hash(scan_cfg) + steps["pretrain"]["key"]
+        def scan_step() -> dict:
+            summary = scan.run(scan_cfg)
+            flagged = pd.read_parquet(scan_cfg.out_dir / "hard_negatives.parquet")
+            index = pd.read_parquet(work / "world" / "segmentation" / "index.parquet")
+            index["path"] = [str(work / "world" / "segmentation" / i) for i in index["image"]]
+            smudged = flagged.merge(index[["path", "smooth_artifact"]], on="path")["smooth_artifact"]
+            return {**summary, "truth": {"flagged_with_smudge": int(smudged.sum()), "flagged": len(smudged)}}
+
+        steps["scan"] = run_step("scan", scan_cfg.out_dir, key, config.reuse, scan_step)
+
+        seg_build = config.build.model_copy(deep=True, update={"task": "segment", "out_dir": work / "dataset-seg"})
+        seg_build.segment.index = work / "world" / "segmentation" / "index.parquet"
+        seg_build.segment.hard_negatives = work / "scan" / "hard_negatives.parquet"
+        seg_train = TrainConfig(task="segment", data=work / "dataset-seg", out_dir=work / "train-seg",
+                                segment=config.segment_train.model_copy(deep=True), scaling=config.train.scaling,
+                                tracking=train_cfg.tracking)
+        seg_train.segment.imgsz = config.segmenter.imgsz
+        for variant in seg_train.segment.variants.values():
+            variant.checkpoint = work / "base" / "base_seg.pt"  # every variant fine-tunes the base model
+            variant.arch, variant.encoder = config.segmenter.arch, config.segmenter.encoder
+
+        def segment_step() -> dict:
+            from engine.models.segmenter import SegmenterSpec, build_segmenter
+            from engine.segment.base import heldout_scores
+
+            built = build.run(seg_build)
+            trained = train.run(seg_train)
+            s = seg_train.segment
+            scores = {}
+            for name, model in trained["models"].items():
+                net = build_segmenter(SegmenterSpec(arch=config.segmenter.arch, encoder=config.segmenter.encoder,
+                                                    checkpoint=model["best_model"]))
+                scores[name] = heldout_scores(net, work / "world", s.imgsz, s.threshold, s.min_fp_ratio)
+            base = build_segmenter(SegmenterSpec(arch=config.segmenter.arch, encoder=config.segmenter.encoder,
+                                                 checkpoint=work / "base" / "base_seg.pt"))
+            return {"build": built, "train": trained,
+                    "heldout": {"base": heldout_scores(base, work / "world", s.imgsz, s.threshold, s.min_fp_ratio),
+                                **scores}}
+
+        key = config_hash(seg_build) + config_hash(seg_train) + steps["scan"]["key"]
+        steps["segment"] = run_step("segment", work / "train-seg", key, config.reuse, segment_step)
 
     return {"work_dir": str(work), "tracking_uri": tracking_uri, "steps": steps}

@@ -89,12 +89,14 @@ def average_precision(tp: np.ndarray, conf: np.ndarray, n_gt: int) -> float:
     made monotone, sampled at 101 recall points. NaN when the class has no ground truth."""
     if n_gt == 0:
         return float("nan")
+    if len(tp) == 0:  # objects, and no detection of their class
+        return 0.0
     order = np.argsort(-np.asarray(conf), kind="mergesort")
     tp = np.asarray(tp, bool)[order]
     tps, fps = np.cumsum(tp), np.cumsum(~tp)
     recall = tps / n_gt
     precision = tps / np.maximum(tps + fps, np.finfo(np.float64).eps)
-    precision = np.maximum.accumulate(precision[::-1])[::-1] if len(precision) else precision
+    precision = np.maximum.accumulate(precision[::-1])[::-1]
     idx = np.searchsorted(recall, RECALL_POINTS, side="left")
     sampled = np.where(idx < len(precision), precision[np.minimum(idx, len(precision) - 1)], 0.0)
     return float(sampled.mean())
@@ -105,8 +107,8 @@ class DetectionEvaluator:
     precision and recall at a confidence threshold, and the frame-level FP rate on images
     with no object. Matching per threshold as in `match_detections`."""
 
-    def __init__(self, conf_threshold: float = 0.25):
-        self.conf_threshold = conf_threshold
+    def __init__(self, conf_threshold: float = 0.25, iou_threshold: float = 0.5):
+        self.conf_threshold, self.iou_threshold = conf_threshold, iou_threshold
         self.tp: list[np.ndarray] = []  # (n, 10) per image
         self.conf: list[np.ndarray] = []
         self.cls: list[np.ndarray] = []
@@ -125,9 +127,11 @@ class DetectionEvaluator:
         self.cls.append(pred_cls)
         self.gt_cls.append(gt_cls)
         keep = pred_conf >= self.conf_threshold
-        self.at_conf.add_image(tp[keep, 0], len(gt_cls))
+        at_iou = match_detections(np.asarray(pred_xyxy)[keep], pred_conf[keep], pred_cls[keep], gt_xyxy, gt_cls,
+                                  self.iou_threshold)
+        self.at_conf.add_image(at_iou, len(gt_cls))
         if len(gt_cls) == 0:
-            self.negatives.add_image(tp[keep, 0], 0)
+            self.negatives.add_image(at_iou, 0)
 
     def results(self) -> dict:
         tp = np.concatenate(self.tp) if self.tp else np.zeros((0, len(IOU_THRESHOLDS)), bool)
@@ -141,5 +145,6 @@ class DetectionEvaluator:
         return {"map50": float(ap[:, 0].mean()) if has else 0.0, "map50_95": float(ap.mean()) if has else 0.0,
                 "ap50_per_class": {int(c): float(a) for c, a in zip(classes, ap[:, 0])} if has else {},
                 "precision": self.at_conf.precision, "recall": self.at_conf.recall, "images": len(self.tp),
+                "tp": self.at_conf.tp, "fp": self.at_conf.fp, "fn": self.at_conf.fn,
                 "negative_images": self.negatives.images, "fp_rate": self.negatives.image_fp_rate,
                 "fp_per_negative_image": self.negatives.fp_per_image}

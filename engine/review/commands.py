@@ -52,7 +52,7 @@ def select(table: pd.DataFrame, s: SelectConfig) -> pd.DataFrame:
 
 def stats(table: pd.DataFrame) -> dict:
     """Seed 000's distributions plus review progress."""
-    counts = lambda column: {str(k): int(v) for k, v in table[column].fillna("none").value_counts().items()}  # noqa: E731
+    counts = lambda column: {str(k): int(v) for k, v in table[column].astype(object).fillna("none").value_counts().items()}  # noqa: E731
     return {"candidates": len(table), "videos": int(table["video_key"].nunique()),
             "by_video_label": counts("video_label"), "by_mode": counts("mode") if "mode" in table else {},
             "by_category": counts("category"), "by_decision": counts("decision"),

@@ -24,7 +24,7 @@ class BaseSegmenterConfig(Section):
     epochs: int = Field(25, ge=1, le=1000)
     batch: int = Field(8, ge=1, le=512)
     lr: float = Field(1e-3, gt=0.0, le=1.0)
-    threshold: float = Field(0.5, gt=0.0, lt=1.0, description="held-out scoring: pixel probability called forged")
+    threshold: float = Field(0.75, gt=0.0, lt=1.0, description="held-out scoring: pixel probability called forged (seed 003)")
     min_fp_ratio: float = Field(0.001, ge=0.0, le=1.0, description="held-out scoring: seed 002's FP share bound")
     seed: int = Field(0, ge=0)
 
