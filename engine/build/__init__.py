@@ -1,0 +1,1 @@
+"""Training sets from hard negatives (`quarry build`)."""
