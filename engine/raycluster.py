@@ -19,9 +19,11 @@ class RayConfig(Section):
     num_cpus: int | None = Field(None, ge=1, description="CPUs of a local Ray (None: all)")
 
 
-def init_ray(cfg: RayConfig) -> bool:
+def init_ray(cfg: RayConfig, dashboard: bool = False) -> bool:
     """Connect to the configured cluster, $RAY_ADDRESS, or start a local Ray; True if we started it.
-    Every worker gets the offline switches in its runtime env."""
+    Every worker gets the offline switches in its runtime env. `dashboard`: a local Ray with the
+    dashboard (on 127.0.0.1), whose state API Ray Train's placement-group cleaner needs when Tune
+    stops trials mid-fit (without it their workers' CPUs are never freed)."""
     import ray
 
     from engine.offline import enable_offline
@@ -32,14 +34,15 @@ def init_ray(cfg: RayConfig) -> bool:
     if cfg.address or os.environ.get("RAY_ADDRESS"):
         ray.init(address=cfg.address, runtime_env=env, log_to_driver=True)
     else:  # "local" ignores a stale ray_current_cluster file left by `ray stop`
-        ray.init(address="local", num_cpus=cfg.num_cpus, runtime_env=env, include_dashboard=False)
+        ray.init(address="local", num_cpus=cfg.num_cpus, runtime_env=env, include_dashboard=dashboard,
+                 **({"dashboard_host": "127.0.0.1"} if dashboard else {}))
     return True
 
 
 @contextmanager
-def ray_session(cfg: RayConfig) -> Iterator[None]:
+def ray_session(cfg: RayConfig, dashboard: bool = False) -> Iterator[None]:
     """Ray for the duration of a block; a local Ray started here is stopped at its end."""
-    started = init_ray(cfg)
+    started = init_ray(cfg, dashboard)
     try:
         yield
     finally:

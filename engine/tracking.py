@@ -26,6 +26,11 @@ class TrackingConfig(Section):
     experiment: str = Field("quarry", description="MLflow experiment name")
 
 
+# Jobs that read or write the model registry (train, tune, evaluate, promote) share one store by
+# default, so that a model `quarry tune` registers is the one `quarry promote` finds.
+REGISTRY_STORE_DIR = Path("runs")
+
+
 def resolve_tracking_uri(configured: str | None, default_dir: Path) -> str:
     """The configured URI, else $MLFLOW_TRACKING_URI, else SQLite in `default_dir`."""
     if configured:
@@ -68,12 +73,26 @@ def artifact_location(tracking_uri: str, experiment: str) -> str | None:
     return None
 
 
+def set_tracking_uri(tracking_uri: str) -> None:
+    """mlflow.set_tracking_uri without its side effect on the environment: MLflow 3 also sets
+    $MLFLOW_TRACKING_URI, which the next job of the same process (the demo, a test) or a job it
+    launches would then take for the user's choice."""
+    import mlflow
+
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(tracking_uri)
+    if before is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = before
+
+
 def use_experiment(tracking_uri: str, experiment: str) -> str:
     """Set the tracking URI and the experiment, creating it with an explicit artifact
     location; return its id."""
     import mlflow
 
-    mlflow.set_tracking_uri(tracking_uri)
+    set_tracking_uri(tracking_uri)
     found = mlflow.get_experiment_by_name(experiment)
     if found is None:
         try:

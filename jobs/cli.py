@@ -6,7 +6,7 @@ a human report (otherwise the summary is printed as JSON). A job with subcommand
 config key they set in `SUBCOMMAND` (`quarry review stats` == `quarry review command=stats`).
 This module parses `--config FILE` and dotted `key=value` overrides, validates them before any
 work, writes nothing itself, and turns `ConfigError`/`ModelError` into a one-line message and
-exit code 2.
+exit code 2 (`Refused`, a job that decided no, into exit code 3).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from types import ModuleType
 
 import jobs
 from engine.config import ConfigError, load_config
+from engine.errors import Refused
 from engine.models import ModelError
 
 NOT_JOBS = {"cli"}
@@ -69,6 +70,9 @@ def run_job(module: ModuleType, argv: list[str] | None = None, prog: str | None 
     except (ConfigError, ModelError) as exc:
         print(f"quarry {name}: {exc}", file=sys.stderr)
         return 2
+    except Refused as exc:
+        print(f"quarry {name}: {exc}", file=sys.stderr)
+        return exc.exit_code
     formatter = getattr(module, "format_summary", None)
     print(formatter(summary) if formatter else json.dumps(summary, indent=2, default=str))
     return 0

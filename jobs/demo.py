@@ -1,6 +1,7 @@
-"""The loop on the synthetic world, on one machine, offline: synth, base models (detector and
-a tiny CLIP), false-alarm and flicker mining, labelling, review, dataset building (steps in
-engine/demo/run.py). Steps whose config and inputs are unchanged since the last run in the
+"""The loop on the synthetic world, on one machine, offline: synth, base models (detector,
+segmenter, a tiny CLIP), false-alarm and flicker mining, labelling, review, dataset building,
+fine-tuning on Ray Train, a Ray Tune search, evaluation on held-out data, promotion in the
+MLflow registry, and the segmentation branch (steps in engine/demo/run.py). Steps whose config and inputs are unchanged since the last run in the
 same work dir are reused, and the report says so.
 
     quarry demo --config configs/demo.yaml work_dir=runs/demo seed=0
@@ -17,7 +18,7 @@ from engine.demo.run import run_demo
 from engine.storage import atomic_write_json, atomic_write_text
 
 CONFIG = DemoConfig
-SUMMARY = "run the loop on the synthetic world (synth, base models, mining, label, review, build so far)"
+SUMMARY = "run the whole loop on the synthetic world: mine, label, build, fine-tune, tune, evaluate, promote"
 
 
 def run(config: DemoConfig) -> dict:

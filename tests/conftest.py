@@ -31,6 +31,7 @@ def tiny_world(tmp_path_factory):
         "out_dir": str(tmp_path_factory.mktemp("world")),
         "seed": 7,
         "videos": {"n_workzone": 2, "n_lookalike": 4, "n_clean": 1, "duration_s": 2.0, "fps": 10},
+        "heldout_videos": {"n_workzone": 1, "n_lookalike": 1, "n_clean": 0},
         "detection": {"n_train": 12, "n_val": 4, "n_heldout_workzone": 6, "n_heldout_lookalike": 8},
         "segmentation": {"n_authentic": 8, "n_forged": 6, "size_px": 64, "dark_fraction": 0.5, "n_heldout_authentic": 4,
                          "n_heldout_forged": 3},
@@ -91,12 +92,14 @@ def listed_but_undecodable_video(tiny_world, tmp_path_factory):
 
 TINY_DEMO_OVERRIDES = [
     "videos.n_workzone=2", "videos.n_lookalike=4", "videos.n_clean=1", "videos.duration_s=3",
+    "heldout_videos.n_workzone=2", "heldout_videos.n_lookalike=2", "heldout_videos.n_clean=1",
     "detection.n_train=240", "detection.n_val=32", "detection.n_heldout_workzone=32", "detection.n_heldout_lookalike=32",
     "segmentation.n_authentic=8", "segmentation.n_forged=8", "segmentation.n_heldout_authentic=8",
     "segmentation.n_heldout_forged=8", "captions.n_images=96", "clip.epochs=2",
     # a base detector in ~40 s on 2 cores that fires on lookalikes (8 epochs at 0.004 learned nothing)
     "base_model.epochs=12", "base_model.lr0=0.01",
     "train.detect.epochs=2", "train.detect.samples_per_epoch=64", "train.detect.batch=8",
+    "tune.num_samples=2", "tune.train.detect.epochs=1", "tune.train.detect.samples_per_epoch=64", "tune.train.detect.batch=8",
     "segmenter.epochs=2", "segmenter.imgsz=64", "segment_train.epochs=1", "segment_train.batch=4", "scan.min_area_px=4",
 ]
 

@@ -94,7 +94,8 @@ def test_synth_job_writes_resolved_config(tmp_path, capsys):
     code = cli.main(["synth", f"out_dir={tmp_path}", "videos.n_workzone=1", "videos.n_lookalike=0", "videos.n_clean=0",
                      "videos.duration_s=0.5", "detection.n_train=1", "detection.n_val=1", "detection.n_heldout_workzone=0",
                      "detection.n_heldout_lookalike=0", "segmentation.n_authentic=0", "segmentation.n_forged=0",
-                     "segmentation.n_heldout_authentic=0", "segmentation.n_heldout_forged=0", "captions.n_images=0", "-q"])
+                     "segmentation.n_heldout_authentic=0", "segmentation.n_heldout_forged=0", "captions.n_images=0",
+                     "heldout_videos.n_workzone=0", "heldout_videos.n_lookalike=0", "heldout_videos.n_clean=0", "-q"])
     assert code == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["videos"] == {"tp": 1, "fp": 0, "clean": 0}

@@ -196,6 +196,7 @@ def test_same_seed_same_bytes_other_seed_differs(tmp_path):
         cfg = SynthConfig.model_validate({
             "out_dir": str(tmp_path / name), "seed": seed,
             "videos": {"n_workzone": 1, "n_lookalike": 1, "n_clean": 0, "duration_s": 1.0, "fps": 8},
+            "heldout_videos": {"n_workzone": 1, "n_lookalike": 0, "n_clean": 0},
             "detection": {"n_train": 3, "n_val": 1, "n_heldout_workzone": 1, "n_heldout_lookalike": 1},
             "segmentation": {"n_authentic": 2, "n_forged": 2, "size_px": 48, "n_heldout_authentic": 1,
                              "n_heldout_forged": 1},

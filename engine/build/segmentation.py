@@ -10,9 +10,9 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from engine.build.config import BuildConfig
 from engine.build.dedup import split_of
 from engine.build.detection import _place
-from engine.build.config import BuildConfig
 from engine.config import ConfigError
 from engine.storage import atomic_path
 

@@ -9,15 +9,25 @@ from pydantic import Field
 from engine.build.config import BuildConfig
 from engine.config import Section
 from engine.evaluate.config import HeldoutEvalConfig
+from engine.evaluate.run import EvaluateConfig
 from engine.labels.config import LabelConfig
 from engine.mining.config import GateConfig, MineConfig, SelectionConfig
+from engine.registry.promote import GateConfig as PromotionGate
 from engine.review.config import DEFAULT_CATEGORIES
 from engine.segment.base import BaseSegmenterConfig
 from engine.segment.scan import ScanConfig
-from engine.synth.config import CaptionSetConfig, DetectionSetConfig, SegmentationSetConfig, VideoSetConfig
+from engine.synth.config import (
+    CaptionSetConfig,
+    DetectionSetConfig,
+    HeldoutVideoConfig,
+    SegmentationSetConfig,
+    VideoSetConfig,
+)
 from engine.train.base_detector import BaseTrainingConfig
 from engine.train.clip_pretrain import ClipTrainingConfig
-from engine.train.config import SegmentTrainConfig, SegmentVariant, TrainConfig
+from engine.train.config import DetectTrainConfig, ScalingSection, SegmentTrainConfig, SegmentVariant, TrainConfig
+from engine.tune.config import TuneConfig
+from engine.tune.objective import ObjectiveConfig
 from engine.video.chunks import DecodeConfig
 
 # The world's lookalike kinds and the review category each belongs to (for the report's
@@ -33,6 +43,7 @@ class DemoConfig(Section):
     seed: int = Field(0, ge=0, description="seed of the world and of training")
     reuse: bool = Field(True, description="reuse a step's outputs when its config and inputs are unchanged")
     videos: VideoSetConfig = VideoSetConfig()
+    heldout_videos: HeldoutVideoConfig = HeldoutVideoConfig()
     detection: DetectionSetConfig = DetectionSetConfig()
     segmentation: SegmentationSetConfig = SegmentationSetConfig()
     captions: CaptionSetConfig = CaptionSetConfig()
@@ -51,6 +62,14 @@ class DemoConfig(Section):
     build: BuildConfig = Field(BuildConfig(), description="the dataset step; the demo sets its inputs and output")
     train: TrainConfig = Field(TrainConfig(), description=(
         "detection fine-tuning on Ray Train (2 workers); the demo sets data, model and output"))
+    tune: TuneConfig = Field(
+        TuneConfig(num_samples=3, train=TrainConfig(detect=DetectTrainConfig(epochs=3), reweight=BuildConfig().weights,
+                                                    objective=ObjectiveConfig(), scaling=ScalingSection(cpus_per_worker=0.95))),
+        description="a few short trials; the demo sets train.data, train.detect.model, out_dir and tracking")
+    evaluate: EvaluateConfig = Field(EvaluateConfig(), description=(
+        "base vs fine-tuned vs tuned on held-out frames and videos; the demo sets models, world, mining and paths"))
+    promote: PromotionGate = Field(PromotionGate(), description=(
+        "the gate the tuned model (challenger) must pass against the base model (champion)"))
     segmenter: BaseSegmenterConfig = Field(BaseSegmenterConfig(), description="the base segmentation model (pretrain)")
     scan: ScanConfig = Field(ScanConfig(min_area_px=32), description=(
         "the segmentation scan; the demo sets input and model (32 px at 128 px images ~ seed 003's 500 px at 512)"))

@@ -91,13 +91,14 @@ def format_report(result: dict) -> str:
         wz, la = h["workzone"], h["lookalike"]
         lines.append(f"   | {name.replace('_', '-')} | {la['fp_rate']:.3f} | {la['fp_per_image']:.3f} | {wz['precision']:.3f} | "
                      f"{wz['recall']:.3f} | {wz.get('map50', float('nan')):.3f} |")
+    lines += _loop_sections(st)
     if "scan" in st:
         sc, tr = st["scan"], st["scan"]["truth"]
-        lines += ["", f"9. scan [{_how(sc)}]: {sc['scanned']} authentic training images, {sc['flagged']} flagged by the base "
+        lines += ["", f"12. scan [{_how(sc)}]: {sc['scanned']} authentic training images, {sc['flagged']} flagged by the base "
                       f"segmenter -> {sc['hard_negatives']} hard negatives; {tr['flagged_with_smudge']} of {tr['flagged']} "
                       "flagged images carry the world's lookalike smudge"]
         sg = st["segment"]
-        lines += ["", f"10. segment [{_how(sg)}]: {sg['build']['samples']['train']} train / {sg['build']['samples']['val']} val "
+        lines += ["", f"13. segment [{_how(sg)}]: {sg['build']['samples']['train']} train / {sg['build']['samples']['val']} val "
                       "samples; fine-tuned with seed 003's loss on Ray Train", "",
                   "   | model (held-out images) | pixel precision | pixel recall | F1 | FP rate on authentic images |",
                   "   |---|---|---|---|---|"]
@@ -107,3 +108,36 @@ def format_report(result: dict) -> str:
     lines += ["", f"MLflow store: {result['tracking_uri']}  (browse: mlflow ui --backend-store-uri {result['tracking_uri']} "
                   f"--default-artifact-root {db.rsplit('/', 1)[0]}/mlartifacts)"]
     return "\n".join(lines) + "\n"
+
+
+HEADLINE_COLUMNS = (("fp_rate", "lookalike-frame FP rate"), ("false_alarms_per_video", "false alarms / fp-or-clean video"),
+                    ("event_recall", "event recall (tp videos)"), ("frame_recall", "work-zone frame recall"),
+                    ("mcc", "frame MCC"), ("map50", "mAP50"), ("map50_95", "mAP50-95"))
+
+
+def _num(value) -> str:
+    return "—" if value is None else f"{value:.3f}"
+
+
+def _loop_sections(st: dict) -> list[str]:
+    """Steps 9-11: the search, the side-by-side evaluation and the promotion decision."""
+    tu = st["tune"]
+    best = tu["best"]
+    lines = ["", f"9. tune [{_how(tu)}]: {len(tu['trials'])} trials on Ray Tune (objective: hard-negative FP rate on "
+                 f"validation + penalty below 0.95 recall); best {best['trial']} objective {best['best_objective']:.3f} "
+                 "with " + ", ".join(f"{k}={v:.3g}" for k, v in best["config"].items())
+             + (f" -> {tu['registered']['name']} version {tu['registered']['version']} @{tu['registered']['alias']}"
+                if "registered" in tu else "")]
+    ev = st["evaluate"]
+    lines += ["", f"10. evaluate [{_how(ev)}]: held-out frames and videos (other seeds than all training and mining data); "
+                  f"report {ev['report']}", "",
+              "   | model | " + " | ".join(label for _, label in HEADLINE_COLUMNS) + " |",
+              "   |---|" + "---|" * len(HEADLINE_COLUMNS)]
+    for name, row in ev["models"].items():
+        lines.append(f"   | {name.replace('_', '-')} | " + " | ".join(_num(row.get(k)) for k, _ in HEADLINE_COLUMNS) + " |")
+    pr = st["promote"]
+    lines += ["", f"11. promote [{_how(pr)}]: {pr['decision']}"
+              + (f" — base model registered as version {pr['base_registered']['version']} @champion first"
+                 if pr.get("base_registered") else "")]
+    lines += [f"   - {'pass' if r['passed'] else 'FAIL'} {r['rule']}: {r['detail']}" for r in pr.get("rules", [])]
+    return lines

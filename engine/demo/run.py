@@ -10,8 +10,13 @@ in the same work dir (the report says so):
                 as hard negatives (they come from videos labelled false alarms)
   7. build      the training set: base data + labelled frames + accepted hard negatives
   8. train      fine-tune the base detector on 2 Ray Train workers; base vs fine-tuned on held-out frames
-  9. scan       the base segmenter over the authentic training images: hard negatives
- 10. segment    build the segmentation set (forged + zero-mask hard negatives) and fine-tune
+  9. tune       a few short Ray Tune trials over the FP penalty, lr and the hard-negative weight;
+                the best is registered as quarry-detector@challenger
+ 10. evaluate   base vs fine-tuned vs tuned on held-out frames and videos (events through the gate)
+ 11. promote    the base model is @champion unless one exists; the challenger replaces it only
+                when the promotion gate holds
+ 12. scan       the base segmenter over the authentic training images: hard negatives
+ 13. segment    build the segmentation set (forged + zero-mask hard negatives) and fine-tune
                 with seed 003's loss; base vs fine-tuned FP rate on held-out authentic images
 """
 
@@ -27,14 +32,18 @@ import pandas as pd
 
 from engine.config import config_hash, load_config, write_resolved_config
 from engine.demo.config import CATEGORY_OF_KIND, DemoConfig
+from engine.evaluate.config import ModelRef
+from engine.evaluate.run import EvaluateConfig
 from engine.evaluate.world_truth import flicker_truth_report, load_truth
+from engine.registry.promote import PromoteConfig
 from engine.review.config import ReviewConfig
 from engine.storage import atomic_write_json
 from engine.synth.config import SynthConfig
 from engine.train.config import TrainConfig
 
 log = logging.getLogger("quarry.demo")
-STEPS = ("synth", "pretrain", "mine", "flicker", "label", "review", "build", "train", "scan", "segment")
+STEPS = ("synth", "pretrain", "mine", "flicker", "label", "review", "build", "train", "tune", "evaluate", "promote",
+         "scan", "segment")
 
 
 def _cached(marker: Path, key: str, reuse: bool) -> dict | None:
@@ -69,15 +78,44 @@ def categorisation_accuracy(candidates: pd.DataFrame, reviews: pd.DataFrame) -> 
             "accuracy": round(float((table["category"][known] == truth[known]).mean()), 4) if known.any() else None}
 
 
+def evaluation_step(cfg: EvaluateConfig) -> dict:
+    from engine.evaluate.run import headline, run_evaluation
+
+    result = run_evaluation(cfg)
+    return {"report": result["report"], "seconds": result["seconds"],
+            "models": {name: {"source": m["source"], **headline(m)} for name, m in result["models"].items()}}
+
+
+def promotion_step(cfg: PromoteConfig, base_weights: Path) -> dict:
+    """Promote the challenger over the champion; with no champion yet, the base model is
+    registered as the one in service first. A refusal is a result of the demo, not a failure."""
+    from engine.errors import Refused
+    from engine.registry.models import register_as
+    from engine.registry.promote import promote
+    from engine.registry.resolve import registered_version
+
+    uri = cfg.tracking.tracking_uri
+    seeded = None
+    if registered_version(uri, f"models:/{cfg.model_name}@{cfg.champion}") is None:
+        seeded = register_as(uri, cfg.tracking.experiment, "detector", base_weights, cfg.model_name, cfg.champion,
+                             {"quarry.job": "demo", "quarry.role": "base model"})
+    try:
+        summary = promote(cfg)
+    except Refused as refusal:
+        summary = {**refusal.details, "reason": str(refusal)}
+    return {**summary, "base_registered": seeded}
+
+
 def run_demo(config: DemoConfig) -> dict:
-    from jobs import build, label, mine, pretrain, review, scan, synth, train
+    from jobs import build, label, mine, pretrain, review, scan, synth, train, tune
 
     work = Path(config.work_dir)
     write_resolved_config(config, work)
     tracking_uri = f"sqlite:///{work.resolve() / 'mlflow.db'}"
     steps: dict[str, dict] = {}
 
-    synth_cfg = SynthConfig(out_dir=work / "world", seed=config.seed, videos=config.videos, detection=config.detection,
+    synth_cfg = SynthConfig(out_dir=work / "world", seed=config.seed, videos=config.videos,
+                            heldout_videos=config.heldout_videos, detection=config.detection,
                             segmentation=config.segmentation, captions=config.captions)
     steps["synth"] = run_step("synth", synth_cfg.out_dir, config_hash(synth_cfg), config.reuse, lambda: synth.run(synth_cfg))
 
@@ -172,6 +210,31 @@ def run_demo(config: DemoConfig) -> dict:
 
     key = config_hash(train_cfg) + steps["build"]["key"]
     steps["train"] = run_step("train", train_cfg.out_dir, key, config.reuse, train_step)
+
+    tune_cfg = config.tune.model_copy(deep=True)
+    tune_cfg.train.data, tune_cfg.out_dir = work / "dataset", work / "tune"
+    tune_cfg.train.detect.model = str(work / "base" / "base.pt")
+    if tune_cfg.tracking.tracking_uri is None:
+        tune_cfg.tracking.tracking_uri = tracking_uri
+    key = config_hash(tune_cfg) + steps["build"]["key"]
+    steps["tune"] = run_step("tune", tune_cfg.out_dir, key, config.reuse, lambda: tune.run(tune_cfg))
+
+    eval_cfg = config.evaluate.model_copy(deep=True)
+    eval_cfg.world, eval_cfg.out_dir, eval_cfg.events_dir = work / "world", work / "evaluate", work / "events"
+    eval_cfg.mining = mining(work / "events", config.evaluate.mining.selection)  # the demo's decode, scoring and gate
+    eval_cfg.tracking.tracking_uri = eval_cfg.tracking.tracking_uri or tracking_uri
+    registered = steps["tune"]["registered"]
+    eval_cfg.models = [ModelRef(name="base", source=str(work / "base" / "base.pt")),
+                       ModelRef(name="fine_tuned", source=steps["train"]["models"]["detector"]["best_model"]),
+                       ModelRef(name="tuned", source=f"models:/{registered['name']}/{registered['version']}")]
+    key = config_hash(eval_cfg) + steps["train"]["key"] + steps["tune"]["key"]
+    steps["evaluate"] = run_step("evaluate", eval_cfg.out_dir, key, config.reuse, lambda: evaluation_step(eval_cfg))
+
+    promote_cfg = PromoteConfig(model_name=registered["name"], gate=config.promote, evaluation=eval_cfg,
+                                out_dir=work / "promote", tracking=eval_cfg.tracking.model_copy())
+    key = config_hash(promote_cfg) + steps["evaluate"]["key"]
+    steps["promote"] = run_step("promote", promote_cfg.out_dir, key, config.reuse,
+                                lambda: promotion_step(promote_cfg, work / "base" / "base.pt"))
 
     seg_ready = config.segmenter.enabled
     if seg_ready:

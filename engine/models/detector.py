@@ -100,8 +100,9 @@ def build_detector(source: str, class_names: list[str] | None = None):
     return model
 
 
-def detect(model, images_rgb: list[np.ndarray], spec: DetectorSpec) -> list[Detections]:
-    """Run the detector on RGB uint8 images (H, W, 3); return one `Detections` per image."""
+def detect(model, images_rgb: list[np.ndarray], spec: DetectorSpec, tta: bool = False) -> list[Detections]:
+    """Run the detector on RGB uint8 images (H, W, 3); return one `Detections` per image.
+    `tta`: Ultralytics' test-time augmentation (flips and scales, merged)."""
     if not images_rgb:
         return []
     # Ultralytics treats numpy input as BGR (OpenCV order).
@@ -116,6 +117,7 @@ def detect(model, images_rgb: list[np.ndarray], spec: DetectorSpec) -> list[Dete
         iou=spec.iou_threshold,
         device=device,
         quantize=quantize,
+        augment=tta,
         verbose=False,
     )
     out = []

@@ -17,8 +17,9 @@ def log_and_register(run_id: str, tracking_uri: str, kind: str, weights: Path, m
     from mlflow.tracking import MlflowClient
 
     from engine.registry.pyfunc import DetectorModel, SegmenterModel
+    from engine.tracking import set_tracking_uri
 
-    mlflow.set_tracking_uri(tracking_uri)
+    set_tracking_uri(tracking_uri)
     python_model = DetectorModel() if kind == "detector" else SegmenterModel()
     with mlflow.start_run(run_id=run_id):
         # requirements named here: inferring them would import and probe the environment
@@ -40,3 +41,18 @@ def _requirements() -> list[str]:
 
     return [f"{name}=={package_version(name)}" for name in ("torch", "ultralytics", "segmentation-models-pytorch",
                                                              "mlflow", "pandas") if package_version(name) != "unknown"]
+
+
+def register_as(tracking_uri: str, experiment: str, kind: str, weights: Path, model_name: str, alias: str,
+                tags: dict[str, str]) -> dict:
+    """Register a weights file (e.g. the base model in service) in a new MLflow run of
+    `experiment` and point `alias` at the new version."""
+    from mlflow.tracking import MlflowClient
+
+    from engine.tracking import mlflow_run
+
+    with mlflow_run(tracking_uri, experiment, f"register-{model_name}-{alias}", {"weights": str(weights)}, tags) as run:
+        run_id = run.info.run_id
+    registered = log_and_register(run_id, tracking_uri, kind, weights, model_name, {}, tags)
+    MlflowClient(tracking_uri).set_registered_model_alias(model_name, alias, registered["version"])
+    return {**registered, "alias": alias}

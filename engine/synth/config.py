@@ -22,6 +22,15 @@ class VideoSetConfig(Section):
     crf: int = Field(23, ge=0, le=51, description="x264 constant rate factor (lower = better quality)")
 
 
+class HeldoutVideoConfig(Section):
+    """Videos from other seeds than every training and mining video, for event-level
+    evaluation (same size, frame rate and length as `videos`)."""
+
+    n_workzone: int = Field(10, ge=0)
+    n_lookalike: int = Field(10, ge=0)
+    n_clean: int = Field(4, ge=0)
+
+
 class DetectionSetConfig(Section):
     """Still frames in YOLO format. Training frames never contain lookalikes."""
 
@@ -57,6 +66,7 @@ class SynthConfig(Section):
     out_dir: Path = Field(Path("runs/world"), description="where the world is written")
     seed: int = Field(0, ge=0, description="master seed; the same seed gives the same world")
     videos: VideoSetConfig = VideoSetConfig()
+    heldout_videos: HeldoutVideoConfig = HeldoutVideoConfig()
     detection: DetectionSetConfig = DetectionSetConfig()
     segmentation: SegmentationSetConfig = SegmentationSetConfig()
     captions: CaptionSetConfig = CaptionSetConfig()

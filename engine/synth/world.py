@@ -1,7 +1,8 @@
 """Generate the synthetic world on disk: videos + ground truth, YOLO datasets, segmentation set.
 
 Layout under `out_dir`:
-    videos/<stem>.mp4              H.264 road scenes
+    videos/<stem>.mp4              H.264 road scenes (mined, labelled, trained on)
+    heldout_videos/, heldout_videos.parquet   other seeds' videos, only for evaluation
     videos.parquet / videos.csv    one row per video: video_uri (relative), video_label, metadata
     ground_truth/boxes.parquet     one row per drawn cue or lookalike per frame
     ground_truth/frames.parquet    one row per frame: zone state, cue and lookalike counts
@@ -34,22 +35,24 @@ from engine.synth.video_io import write_h264
 log = logging.getLogger("quarry.synth")
 
 PART_VIDEOS = 1  # seed-sequence part id of the videos (see scenario.rng_for)
+PART_HELDOUT_VIDEOS = 11
 
 
-def video_plan(cfg: SynthConfig) -> list[tuple[str, str, str | None]]:
+def video_plan(counts, prefix: str = "") -> list[tuple[str, str, str | None]]:
     """(stem, kind, lookalike_kind) for every video; lookalike kinds cycle so each appears."""
-    v = cfg.videos
-    plan = [(f"workzone_{i:04d}", "workzone", None) for i in range(v.n_workzone)]
-    plan += [(f"lookalike_{i:04d}", "lookalike", LOOKALIKE_KINDS[i % len(LOOKALIKE_KINDS)]) for i in range(v.n_lookalike)]
-    plan += [(f"clean_{i:04d}", "clean", None) for i in range(v.n_clean)]
+    plan = [(f"{prefix}workzone_{i:04d}", "workzone", None) for i in range(counts.n_workzone)]
+    plan += [(f"{prefix}lookalike_{i:04d}", "lookalike", LOOKALIKE_KINDS[i % len(LOOKALIKE_KINDS)])
+             for i in range(counts.n_lookalike)]
+    plan += [(f"{prefix}clean_{i:04d}", "clean", None) for i in range(counts.n_clean)]
     return plan
 
 
-def write_video(cfg: SynthConfig, index: int, stem: str, kind: str, lookalike_kind: str | None):
+def write_video(cfg: SynthConfig, index: int, stem: str, kind: str, lookalike_kind: str | None,
+                part: int = PART_VIDEOS, folder: str = "videos"):
     """Render and encode one video; return (metadata row, box rows, frame rows)."""
     v = cfg.videos
     camera = Camera(v.width_px, v.height_px)
-    scenario = make_scenario(rng_for(cfg.seed, PART_VIDEOS, index), kind, v.duration_s, lookalike_kind)
+    scenario = make_scenario(rng_for(cfg.seed, part, index), kind, v.duration_s, lookalike_kind)
     background = render_background(scenario, camera)
     n_frames = max(1, int(round(v.duration_s * v.fps)))
     boxes, frames = [], []
@@ -65,10 +68,10 @@ def write_video(cfg: SynthConfig, index: int, stem: str, kind: str, lookalike_ki
                            "n_cues": n_cues, "n_lookalikes": len(labels) - n_cues})
             yield img
 
-    path = cfg.out_dir / "videos" / f"{stem}.mp4"
+    path = cfg.out_dir / folder / f"{stem}.mp4"
     write_h264(frames_iter(), path, v.fps, v.crf)
     meta = {
-        "video_uri": f"videos/{stem}.mp4", "video_stem": stem, "video_label": VIDEO_LABELS[kind], "kind": kind,
+        "video_uri": f"{folder}/{stem}.mp4", "video_stem": stem, "video_label": VIDEO_LABELS[kind], "kind": kind,
         "lookalike_kind": lookalike_kind, "weather": scenario.weather, "daytime": scenario.daytime,
         "scene": scenario.scene, "region": scenario.region, "fps": v.fps, "n_frames": n_frames,
         "width": v.width_px, "height": v.height_px, "duration_s": n_frames / v.fps,
@@ -81,7 +84,7 @@ def generate_world(cfg: SynthConfig) -> dict:
     out = Path(cfg.out_dir)
     started = time.perf_counter()
     metas, all_boxes, all_frames = [], [], []
-    plan = video_plan(cfg)
+    plan = video_plan(cfg.videos)
     for index, (stem, kind, lookalike_kind) in enumerate(plan):
         meta, boxes, frames = write_video(cfg, index, stem, kind, lookalike_kind)
         metas.append(meta)
@@ -92,6 +95,10 @@ def generate_world(cfg: SynthConfig) -> dict:
     write_table(pd.DataFrame(metas), out / "videos.parquet", csv=True)
     write_table(pd.DataFrame(all_boxes, columns=box_columns), out / "ground_truth" / "boxes.parquet")
     write_table(pd.DataFrame(all_frames), out / "ground_truth" / "frames.parquet")
+    held = [write_video(cfg, index, stem, kind, lookalike_kind, PART_HELDOUT_VIDEOS, "heldout_videos")
+            for index, (stem, kind, lookalike_kind) in enumerate(video_plan(cfg.heldout_videos, "heldout_"))]
+    if held:
+        write_table(pd.DataFrame([meta for meta, _, _ in held]), out / "heldout_videos.parquet", csv=True)
     videos_s = time.perf_counter() - started
 
     detection = write_detection_set(cfg)
@@ -104,6 +111,7 @@ def generate_world(cfg: SynthConfig) -> dict:
         "seed": cfg.seed,
         "config_hash": config_hash(cfg),
         "videos": {label: sum(m["video_label"] == label for m in metas) for label in ("tp", "fp", "clean")},
+        "heldout_videos": {label: sum(m["video_label"] == label for m, _, _ in held) for label in ("tp", "fp", "clean")},
         "video_frames": len(all_frames),
         "video_cue_boxes": sum(b["is_cue"] for b in all_boxes),
         "video_lookalike_boxes": sum(not b["is_cue"] for b in all_boxes),

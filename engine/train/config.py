@@ -7,9 +7,11 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from engine.build.config import WeightRules
 from engine.config import Section
 from engine.raycluster import RayConfig
 from engine.tracking import TrackingConfig
+from engine.tune.objective import ObjectiveConfig
 
 
 class ScalingSection(Section):
@@ -101,7 +103,12 @@ class TrainConfig(Section):
     segment: SegmentTrainConfig = SegmentTrainConfig()
     scaling: ScalingSection = ScalingSection()
     max_failures: int = Field(2, ge=0, description="restarts from the last checkpoint after a worker dies")
-    resume_from: Path | None = Field(None, description="a Ray Train checkpoint folder of a stopped run to continue")
+    resume_from: Path | None = Field(None, description=(
+        "continue a stopped run: a Ray Train checkpoint folder, or `latest` (the newest under out_dir/ray)"))
+    reweight: WeightRules | None = Field(None, description=(
+        "recompute the sampling weights from the set's samples with these rules (None: the build's weights); Tune searches them"))
+    objective: ObjectiveConfig | None = Field(None, description=(
+        "report this objective each epoch and keep the best model by it (None: by fitness); Tune optimises it"))
     registry: RegistryConfig = RegistryConfig()
     tracking: TrackingConfig = TrackingConfig(experiment="quarry-train")
     ray: RayConfig = RayConfig()

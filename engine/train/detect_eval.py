@@ -51,6 +51,9 @@ def evaluate_dataset(model, dataset, imgsz: int, conf_threshold: float = 0.25, b
                 per_kind.setdefault(kinds[start + offset], DetectionEvaluator(conf_threshold)).add_image(*args)
     model.train(was_training)
     out = overall.results()
+    # frame level: a frame with objects counts as found when any detection reaches the confidence
+    found = [bool(len(t) and (c >= conf_threshold).any()) for t, c in zip(overall.gt_cls, overall.conf) if len(t)]
+    out["frame_recall"] = float(np.mean(found)) if found else 0.0
     out.pop("ap50_per_class", None)
     if kinds is not None:
         out["fp_rate_by_kind"] = {k: ev.results()["fp_rate"] for k, ev in per_kind.items() if ev.negatives.images}

@@ -100,6 +100,7 @@ def detect_train_loop(loop_config: dict) -> None:
     from engine.train.detect_model import load_detection_model, save_ultralytics
     from engine.train.epochs import end_epoch, new_state, restore
     from engine.train.sampler import WeightedDistributedSampler
+    from engine.tune.objective import objective
 
     enable_offline()
     cfg = TrainConfig.model_validate(loop_config["train"])
@@ -110,6 +111,11 @@ def detect_train_loop(loop_config: dict) -> None:
     torch.set_num_threads(max(1, int(cfg.scaling.cpus_per_worker)))
     names, _ = read_data_yaml(root / "data.yaml")
     train_samples, val_samples = load_samples(root, "train"), load_samples(root, "val")
+    if cfg.reweight is not None:  # e.g. a Tune trial's hard-negative and category weights
+        from engine.build.weights import sample_weights
+
+        w = cfg.reweight
+        train_samples["weight"] = sample_weights(train_samples, w.kind, w.category, w.metadata)
     device = ray.train.torch.get_device()
     model = load_detection_model(d.model, names).to(device)
     criterion = v8DetectionLoss(model)  # built on the unwrapped model, on its device
@@ -173,8 +179,11 @@ def detect_train_loop(loop_config: dict) -> None:
         if rank == 0:
             val = evaluate_dataset(evaluated, val_set, d.imgsz, d.conf_threshold, kinds=list(val_samples["kind"]))
             hn_fp = val.get("fp_rate_by_kind", {}).get("hard_negative", val["fp_rate"])
-            fitness = val["map50_95"] - d.fitness_fp_weight * hn_fp
             metrics.update({f"val_{k}": v for k, v in val.items() if not isinstance(v, dict)}, val_hn_fp_rate=hn_fp)
+            fitness = val["map50_95"] - d.fitness_fp_weight * hn_fp
+            if cfg.objective is not None:  # the best model is the one Tune would pick
+                metrics["objective"] = objective(metrics, cfg.objective)
+                fitness = -metrics["objective"] if cfg.objective.mode == "min" else metrics["objective"]
         states = {"model": net.state_dict(), "ema": ema.ema.state_dict() if ema is not None else None,
                   "ema_updates": ema.updates if ema is not None else 0, "optimizer": optimizer.state_dict(),
                   "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict()}

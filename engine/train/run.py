@@ -12,7 +12,7 @@ from pathlib import Path
 from engine.config import ConfigError, config_hash
 from engine.raycluster import ray_session
 from engine.storage import atomic_write_json
-from engine.tracking import mlflow_run, resolve_tracking_uri
+from engine.tracking import REGISTRY_STORE_DIR, mlflow_run, resolve_tracking_uri
 from engine.train.config import TrainConfig
 from engine.train.trainer import latest_checkpoint, run_torch_trainer
 
@@ -57,7 +57,7 @@ def run_training(cfg: TrainConfig) -> dict:
     check_inputs(cfg)
     out = Path(cfg.out_dir)
     resume = _resume_dir(cfg)
-    uri = resolve_tracking_uri(cfg.tracking.tracking_uri, out) if cfg.tracking.enabled else None
+    uri = resolve_tracking_uri(cfg.tracking.tracking_uri, REGISTRY_STORE_DIR) if cfg.tracking.enabled else None
     stamp = time.strftime("%Y%m%d-%H%M%S")
     ch, data_hash = config_hash(cfg), _dataset_hash(cfg.data)
     jobs = [("detector", None)] if cfg.task == "detect" else [

@@ -1,0 +1,91 @@
+"""Config of the search (`quarry tune`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from engine.build.config import WeightRules
+from engine.config import Section
+from engine.raycluster import RayConfig
+from engine.tracking import TrackingConfig
+from engine.train.config import DetectTrainConfig, ScalingSection, TrainConfig
+from engine.tune.objective import ObjectiveConfig
+
+
+class Param(Section):
+    """One dimension of the search space."""
+
+    kind: Literal["uniform", "loguniform", "randint", "choice"] = "uniform"
+    low: float | None = None
+    high: float | None = None
+    values: list[Any] | None = Field(None, description="choice: the values")
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.kind == "choice":
+            if not self.values:
+                raise ValueError("a choice needs values")
+        elif self.low is None or self.high is None or self.low >= self.high:
+            raise ValueError(f"{self.kind} needs low < high (got {self.low}, {self.high})")
+        elif self.kind == "loguniform" and self.low <= 0:
+            raise ValueError("loguniform needs low > 0")
+        return self
+
+
+DEFAULT_SPACE = {
+    "detect.fp_penalty": Param(kind="loguniform", low=0.3, high=5.0),
+    "detect.lr": Param(kind="loguniform", low=3e-4, high=3e-3),
+    "reweight.kind.hard_negative": Param(kind="uniform", low=1.0, high=6.0),
+}
+
+
+class TuneConfig(Section):
+    """`quarry tune`: search fine-tuning knobs on Ray Tune; each trial runs Ray Train inside."""
+
+    train: TrainConfig = Field(TrainConfig(detect=DetectTrainConfig(epochs=6), reweight=WeightRules(),
+                                           objective=ObjectiveConfig(), scaling=ScalingSection(cpus_per_worker=0.95)),
+                               description="every trial's training config, before the sampled values are set")
+    space: dict[str, Param] = Field(DEFAULT_SPACE, description=(
+        "dotted keys of `train` -> distributions; e.g. reweight.category.orange_trucks for a category weight"))
+    num_samples: int = Field(4, ge=1, description="trials")
+    max_concurrent_trials: int = Field(1, ge=1)
+    search: Literal["random", "optuna"] = Field("random", description="random sampling, or Optuna's TPE")
+    scheduler: Literal["asha", "fifo"] = Field("asha", description="ASHA stops poor trials early; fifo runs all to the end")
+    grace_period_epochs: int = Field(1, ge=1)
+    reduction_factor: int = Field(2, ge=2)
+    trial_cpus: float = Field(0.01, gt=0.0, le=64.0, description=(
+        "CPUs the trial function holds while its Ray Train workers (train.scaling) run"))
+    seed: int = Field(0, ge=0)
+    out_dir: Path = Path("runs/tune")
+    resume: bool = Field(True, description="continue an interrupted search found in out_dir")
+    model_name: str = Field("quarry-detector", description="the best trial's model is registered here ...")
+    alias: str = Field("challenger", description="... with this alias")
+    tracking: TrackingConfig = TrackingConfig(experiment="quarry-tune")
+    ray: RayConfig = RayConfig()
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.train.task != "detect":
+            raise ValueError("tune searches detection fine-tuning (train.task=detect)")
+        if self.train.objective is None:
+            raise ValueError("train.objective is required: it is what the search optimises")
+        base = self.train.model_dump(mode="json")
+        for key in self.space:
+            if not _settable(base, key.split(".")):
+                raise ValueError(f"space: {key!r} is not a key of train")
+        return self
+
+
+FREE_MAPPINGS = {("reweight", "kind"), ("reweight", "category"), ("reweight", "metadata")}  # any key may be added
+
+
+def _settable(node, parts: list[str], path: tuple = ()) -> bool:
+    """Whether the dotted key `parts` names a value of `node` (a dumped config)."""
+    if path[:2] in FREE_MAPPINGS and len(path) >= 2:
+        return True
+    if not isinstance(node, dict) or parts[0] not in node:
+        return False
+    return True if len(parts) == 1 else _settable(node[parts[0]], parts[1:], path + (parts[0],))

@@ -1,0 +1,164 @@
+"""`quarry tune`: Ray Tune over the fine-tuning knobs (FP penalty, sampling weights, lr, ...).
+
+Search: random or Optuna (TPE); scheduler: ASHA on the per-epoch objective (or FIFO); each trial
+fits a TorchTrainer inside (engine/tune/trial.py) and is an MLflow child run of one parent
+run. The best trial's best model is registered as a new version with the alias `challenger`.
+An interrupted search in the same out_dir is restored and continued (`resume`)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+
+from engine.config import ConfigError, config_hash
+from engine.raycluster import model_errors_surface, ray_session
+from engine.storage import atomic_write_json
+from engine.tracking import REGISTRY_STORE_DIR, mlflow_run, resolve_tracking_uri
+from engine.train.run import check_inputs
+from engine.tune.config import TuneConfig
+from engine.tune.trial import close_child_runs, tune_trial
+
+log = logging.getLogger("quarry.tune")
+EXPERIMENT = "search"
+
+
+def _space(cfg: TuneConfig) -> dict:
+    from ray import tune
+
+    make = {"uniform": lambda p: tune.uniform(p.low, p.high), "loguniform": lambda p: tune.loguniform(p.low, p.high),
+            "randint": lambda p: tune.randint(int(p.low), int(p.high)), "choice": lambda p: tune.choice(p.values)}
+    return {key: make[p.kind](p) for key, p in cfg.space.items()}
+
+
+def _tuner(cfg: TuneConfig, trainable, storage: Path):
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    obj = cfg.train.objective
+    scheduler = (ASHAScheduler(time_attr="epoch", max_t=cfg.train.detect.epochs, grace_period=cfg.grace_period_epochs,
+                               reduction_factor=cfg.reduction_factor) if cfg.scheduler == "asha" else FIFOScheduler())
+    if cfg.search == "optuna":
+        from ray.tune.search.optuna import OptunaSearch
+
+        search = OptunaSearch(seed=cfg.seed)
+    else:
+        from ray.tune.search.basic_variant import BasicVariantGenerator
+
+        search = BasicVariantGenerator(random_state=cfg.seed, max_concurrent=cfg.max_concurrent_trials)
+    return tune.Tuner(
+        trainable, param_space=_space(cfg),
+        tune_config=tune.TuneConfig(metric="objective", mode=obj.mode, num_samples=cfg.num_samples, scheduler=scheduler,
+                                    search_alg=search, max_concurrent_trials=cfg.max_concurrent_trials),
+        run_config=tune.RunConfig(name=EXPERIMENT, storage_path=str(storage), verbose=1),
+    )
+
+
+def run_tuning(cfg: TuneConfig) -> dict:
+    from ray import tune
+
+    check_inputs(cfg.train)
+    out = Path(cfg.out_dir).resolve()
+    storage = out / "ray"
+    uri = resolve_tracking_uri(cfg.tracking.tracking_uri, REGISTRY_STORE_DIR) if cfg.tracking.enabled else None
+    started = time.perf_counter()
+    path = storage / EXPERIMENT
+    resumed = cfg.resume and tune.Tuner.can_restore(str(path))
+    state = json.loads((out / "search.json").read_text()) if resumed and (out / "search.json").exists() else {}
+    digest = config_hash(cfg)
+    if resumed and state.get("config_hash") not in (None, digest):
+        raise ConfigError(f"out_dir = {str(cfg.out_dir)!r} holds a search run with another config: continue it with "
+                          f"the same config, or start afresh with resume=false or another out_dir")
+    parent_id = state.get("parent_run_id")
+    if uri and parent_id is None:
+        with mlflow_run(uri, cfg.tracking.experiment, f"tune-{time.strftime('%Y%m%d-%H%M%S')}", cfg.model_dump(mode="json"),
+                        {"quarry.job": "tune", "quarry.config_hash": digest}) as run:
+            parent_id = run.info.run_id
+    atomic_write_json(out / "search.json", {"config_hash": digest, "parent_run_id": parent_id})
+    mlflow_cfg = {"tracking_uri": uri, "parent_run_id": parent_id} if uri else None
+    trainable = tune.with_resources(
+        tune.with_parameters(tune_trial, base=cfg.train.model_dump(mode="json"), out_dir=str(out), mlflow_cfg=mlflow_cfg,
+                             max_failures=cfg.train.max_failures),
+        {"cpu": cfg.trial_cpus})
+    with ray_session(cfg.ray, dashboard=True), model_errors_surface():
+        if resumed:
+            log.info("resuming the search in %s", path)
+            tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_unfinished=True, resume_errored=True)
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+            tuner = _tuner(cfg, trainable, storage)
+        grid = tuner.fit()
+    if uri:
+        close_child_runs(uri, parent_id)
+    obj = cfg.train.objective
+    trials = []
+    for result in grid:
+        history = result.metrics_dataframe
+        best = None if history is None or "objective" not in history else (
+            history["objective"].min() if obj.mode == "min" else history["objective"].max())
+        trials.append({"trial": result.metrics.get("trial_id", Path(result.path).name), "config": result.config,
+                       "epochs": 0 if history is None else len(history),
+                       "best_objective": None if best is None else float(best), "error": str(result.error or "")})
+    done = [t for t in trials if t["best_objective"] is not None]
+    if not done:
+        errors = [t["error"] for t in trials if t["error"]]
+        raise RuntimeError(f"no trial reported an objective ({'errors: ' + '; '.join(errors) if errors else 'interrupted?'});"
+                           f" the same command resumes the search in {out}")
+    best_trial = (min if obj.mode == "min" else max)(done, key=lambda t: t["best_objective"])
+    best_model = _best_model(out, best_trial["trial"])
+    summary = {"out_dir": str(out), "resumed": resumed, "trials": trials, "best": best_trial,
+               "best_model": str(best_model), "seconds": round(time.perf_counter() - started, 1), "tracking_uri": uri}
+    if uri:
+        summary["registered"] = _register(cfg, uri, parent_id, best_trial, best_model)
+    atomic_write_json(out / "summary.json", summary)
+    return summary
+
+
+def _register(cfg: TuneConfig, uri: str, parent_id: str, best_trial: dict, best_model: Path) -> dict:
+    """Register the best trial's model (once per search: a resumed search finds its version) and
+    point the alias at it."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from engine.registry.models import log_and_register
+    from engine.tracking import set_tracking_uri
+
+    set_tracking_uri(uri)
+    client = MlflowClient(uri)
+    query = f"name = '{cfg.model_name}' and tags.`quarry.tune_run` = '{parent_id}'"
+    known = [v for v in _search_versions(client, query) if v.tags.get("quarry.best_trial") == best_trial["trial"]]
+    if known:
+        registered = {"name": cfg.model_name, "version": int(known[0].version), "model_uri": known[0].source}
+    else:
+        with mlflow.start_run(run_id=parent_id):
+            mlflow.log_params({f"best.{k}": v for k, v in best_trial["config"].items()})
+            mlflow.log_metric("best_objective", best_trial["best_objective"])
+        registered = log_and_register(parent_id, uri, "detector", best_model, cfg.model_name,
+                                      {"imgsz": cfg.train.detect.imgsz, "conf": cfg.train.detect.conf_threshold},
+                                      {"quarry.job": "tune", "quarry.tune_run": parent_id, "quarry.best_trial": best_trial["trial"],
+                                       "quarry.best_objective": best_trial["best_objective"],
+                                       **{f"quarry.param.{k}": v for k, v in best_trial["config"].items()}})
+    client.set_registered_model_alias(cfg.model_name, cfg.alias, registered["version"])
+    return {**registered, "alias": cfg.alias}
+
+
+def _search_versions(client, query: str) -> list:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return list(client.search_model_versions(query))
+    except MlflowException:  # no such registered model yet
+        return []
+
+
+def _best_model(out: Path, trial: str) -> Path:
+    """The best model of a trial: its latest checkpoint's `best_model` file, copied out."""
+    folders = sorted((p for p in (out / "trials" / trial / "ray").glob("*/checkpoint_*") if p.is_dir()),
+                     key=lambda p: p.stat().st_mtime)
+    if not folders:
+        raise RuntimeError(f"trial {trial} left no checkpoint")
+    target = out / "best.pt"
+    shutil.copyfile(folders[-1] / "best_model", target)
+    return target

@@ -1,0 +1,51 @@
+"""Evaluate models side by side on held-out data: frames (precision, recall, F1, MCC, FP rate,
+mAP50 / mAP50-95, slices worst first, calibration before and after a fitted temperature, TTA),
+videos (event recall, false alarms per video and per hour through the mining gate), or
+segmentation images (pixel metrics, FP rate on authentic images); an HTML report and a JSON
+of every number, logged to MLflow. Models are files or registry URIs.
+
+    quarry evaluate --config configs/evaluate.yaml
+    quarry evaluate 'models=[{name: base, source: runs/base/base.pt}, {name: champion, source: "models:/quarry-detector@champion"}]'
+"""
+
+from __future__ import annotations
+
+import sys
+
+from engine.config import write_resolved_config
+from engine.evaluate.run import EvaluateConfig, headline, run_evaluation
+from engine.tracking import log_job_run
+
+CONFIG = EvaluateConfig
+SUMMARY = "evaluate models side by side on held-out frames, videos or segmentation images; HTML report"
+
+
+def run(config: EvaluateConfig) -> dict:
+    write_resolved_config(config, config.out_dir)
+    result = run_evaluation(config)
+    if config.tracking.enabled:
+        metrics = {f"{name}.{k}": v for name, m in result["models"].items() for k, v in headline(m).items()
+                   if isinstance(v, (int, float))}
+        out = config.out_dir
+        result.update(log_job_run(config.tracking, out, "evaluate", "", config, metrics,
+                                  [out / "report.html", out / "report.json", *sorted(out.glob("*.png"))]))
+    return result
+
+
+def format_summary(result: dict) -> str:
+    rows = {name: headline(m) for name, m in result["models"].items()}
+    keys = list(dict.fromkeys(k for r in rows.values() for k in r))
+    lines = ["| model | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
+    for name, r in rows.items():
+        lines.append(f"| {name} | " + " | ".join("—" if r.get(k) is None else f"{r[k]:.3f}" for k in keys) + " |")
+    return "\n".join(lines) + f"\n\nreport: {result['report']}\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    from jobs.cli import run_job
+
+    return run_job(sys.modules[__name__], argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

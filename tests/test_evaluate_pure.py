@@ -1,0 +1,78 @@
+"""Frame-level metrics against scikit-learn, calibration, and video events on hand-made timelines."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import f1_score, matthews_corrcoef, precision_score, recall_score
+
+from engine.evaluate.events import alarm_events, video_events
+from engine.metrics.calibration import apply_temperature, fit_temperature, reliability
+from engine.metrics.classification import binary_metrics
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_binary_metrics_equal_scikit_learn(seed):
+    rng = np.random.default_rng(seed)
+    truth = rng.random(200) < 0.4
+    predicted = np.where(rng.random(200) < 0.8, truth, ~truth)
+    m = binary_metrics(truth, predicted)
+    assert m["precision"] == precision_score(truth, predicted)
+    assert m["recall"] == recall_score(truth, predicted)
+    assert m["f1"] == pytest.approx(f1_score(truth, predicted), abs=1e-12)
+    assert m["mcc"] == pytest.approx(matthews_corrcoef(truth, predicted), abs=1e-12)
+    assert m["fp_rate"] == ((~truth) & predicted).sum() / (~truth).sum()
+
+
+def test_binary_metrics_degenerate_cases_match_zero_division_0():
+    for truth, predicted in (([0, 0, 0], [0, 0, 0]), ([1, 1], [1, 1]), ([0, 1], [0, 0])):
+        m = binary_metrics(truth, predicted)
+        assert m["precision"] == precision_score(truth, predicted, zero_division=0)
+        assert m["recall"] == recall_score(truth, predicted, zero_division=0)
+        assert m["mcc"] == pytest.approx(matthews_corrcoef(truth, predicted))
+
+
+def test_ece_known_answer():
+    # bin [0.8, 0.9): confidence 0.85 x4, 2 right -> gap 0.35; bin [0.2, 0.3): 0.25 x4, 1 right -> gap 0
+    conf = [0.85] * 4 + [0.25] * 4
+    correct = [1, 1, 0, 0, 1, 0, 0, 0]
+    r = reliability(conf, correct, bins=10)
+    assert r["ece"] == pytest.approx(0.5 * 0.35 + 0.5 * 0.0)
+    assert [b["count"] for b in r["bins"]] == [4, 4]
+
+
+def test_temperature_scaling_lowers_ece_on_an_overconfident_set():
+    rng = np.random.default_rng(0)
+    true_p = rng.uniform(0.05, 0.95, 4000)
+    correct = rng.random(4000) < true_p
+    logits = np.log(true_p / (1 - true_p)) * 3.0  # over-confident: logits 3x too large
+    conf = 1 / (1 + np.exp(-logits))
+    fit, test = slice(0, 2000), slice(2000, None)
+    t = fit_temperature(conf[fit], correct[fit])
+    assert t == pytest.approx(3.0, rel=0.15)
+    before = reliability(conf[test], correct[test])["ece"]
+    after = reliability(apply_temperature(conf[test], t), correct[test])["ece"]
+    assert after < before / 3, (before, after)
+
+
+def test_alarm_events_on_hand_made_timelines():
+    assert alarm_events([0, 1, 1, 0, 0, 1, 0, 1]) == 3
+    assert alarm_events([0, 1, 1, 0, 0, 1, 0, 1], merge_gap=1) == 2
+    assert alarm_events([0, 1, 1, 0, 0, 1, 0, 1], merge_gap=2) == 1
+    assert alarm_events([]) == 0 and alarm_events([1, 1, 1]) == 1 and alarm_events([0, 0]) == 0
+
+
+def test_video_events_recall_and_false_alarms_per_hour():
+    def tl(gates):
+        return pd.DataFrame({"frame": np.arange(len(gates))[::-1] * 2, "gate_pass": list(gates)[::-1]})
+
+    timelines = {"wz1": tl([0, 1, 1, 0]), "wz2": tl([0, 0, 0, 0]), "la1": tl([1, 0, 1, 0]), "la2": tl([0, 0, 0, 0]),
+                 "cl1": tl([0, 1, 0, 0])}
+    labels = {"wz1": "tp", "wz2": "tp", "la1": "fp", "la2": "fp", "cl1": "clean"}
+    durations = {k: 360.0 for k in timelines}  # 6 minutes each: 3 negative videos = 0.3 h
+    r = video_events(timelines, labels, durations)
+    assert r["event_recall"] == 0.5 and r["detected"] == 1
+    assert r["false_alarms"] == 3 and r["false_alarms_per_video"] == 1.0
+    assert r["false_alarms_per_hour"] == pytest.approx(3 / 0.3)
+    assert r["videos_with_false_alarm"] == 2

@@ -1,0 +1,157 @@
+"""Tune, evaluate and promote on the tiny demo's registry: the 2-trial search and its MLflow
+runs, resuming it, the evaluation report in Chromium, the promotion gate rule by rule, a
+refusal, a re-run, and a fresh process loading the champion."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from engine.config import ConfigError, load_config
+from engine.registry.promote import GateConfig, judge
+from engine.tune.config import TuneConfig
+
+CHROMIUM = "/usr/bin/chromium"
+CHAMPION = {"event_recall": 1.0, "fp_rate": 0.5, "map50": 0.60}
+
+
+def test_the_gate_passes_when_every_rule_holds():
+    rules = judge(GateConfig(fp_margin=0.2), {"event_recall": 0.96, "fp_rate": 0.3, "map50": 0.595}, CHAMPION)
+    assert [r["rule"] for r in rules] == ["recall", "fp", "map"] and all(r["passed"] for r in rules)
+
+
+@pytest.mark.parametrize("challenger, failing", [
+    ({"event_recall": 0.94, "fp_rate": 0.1, "map50": 0.7}, "recall"),
+    ({"event_recall": 1.0, "fp_rate": 0.5, "map50": 0.7}, "fp"),   # equal is not lower
+    ({"event_recall": 1.0, "fp_rate": 0.45, "map50": 0.7}, "fp"),  # lower, but not by the 20 % margin
+    ({"event_recall": 1.0, "fp_rate": 0.1, "map50": 0.58}, "map"),  # more than 0.01 below
+])
+def test_the_gate_fails_each_rule_alone(challenger, failing):
+    rules = judge(GateConfig(fp_margin=0.2), challenger, CHAMPION)
+    assert [r["rule"] for r in rules if not r["passed"]] == [failing]
+
+
+def test_without_a_champion_only_recall_is_judged():
+    assert [r["rule"] for r in judge(GateConfig(), {"event_recall": 0.97}, None)] == ["recall"]
+    assert not judge(GateConfig(), {"event_recall": 0.9}, None)[0]["passed"]
+
+
+def test_a_gate_metric_that_was_not_evaluated_is_a_config_error():
+    with pytest.raises(ConfigError, match="event_recall"):
+        judge(GateConfig(), {"frame_recall": 1.0}, None)
+
+
+def test_a_search_space_key_outside_the_training_config_is_rejected():
+    with pytest.raises(ConfigError, match="detect.fp_penalti"):
+        load_config(TuneConfig, None, ["space={detect.fp_penalti: {kind: uniform, low: 0, high: 1}}"])
+    with pytest.raises(ConfigError, match="low < high"):
+        load_config(TuneConfig, None, ["space={detect.lr: {kind: loguniform, low: 0.1, high: 0.01}}"])
+    ok = load_config(TuneConfig, None, ["space={reweight.category.orange_trucks: {kind: uniform, low: 1, high: 3}}"])
+    assert "reweight.category.orange_trucks" in ok.space
+
+
+def _client(uri):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(uri)
+
+
+def test_the_demo_search_ran_two_trials_as_child_runs_and_registered_a_challenger(tiny_demo):
+    _, result = tiny_demo
+    tune, uri = result["steps"]["tune"], result["tracking_uri"]
+    assert len(tune["trials"]) == 2 and all(t["best_objective"] is not None for t in tune["trials"])
+    client = _client(uri)
+    parent = json.loads((Path(tune["out_dir"]) / "search.json").read_text())["parent_run_id"]
+    experiment = client.get_run(parent).info.experiment_id
+    children = client.search_runs([experiment], filter_string=f"tags.`mlflow.parentRunId` = '{parent}'")
+    assert sorted(r.data.tags["quarry.trial"] for r in children) == sorted(t["trial"] for t in tune["trials"])
+    assert all(r.info.status == "FINISHED" and "objective" in r.data.metrics for r in children)
+    version = client.get_model_version_by_alias("quarry-detector", "challenger")
+    assert int(version.version) == tune["registered"]["version"]
+    assert version.tags["quarry.best_trial"] == tune["best"]["trial"]
+
+
+def test_a_finished_search_resumes_without_training_or_registering_again(tiny_demo):
+    from engine.tune.run import run_tuning
+
+    config, result = tiny_demo
+    tune = result["steps"]["tune"]
+    cfg = config.tune.model_copy(deep=True)
+    cfg.train.data, cfg.out_dir = Path(config.work_dir) / "dataset", Path(tune["out_dir"])
+    cfg.train.detect.model = str(Path(config.work_dir) / "base" / "base.pt")
+    cfg.tracking.tracking_uri = result["tracking_uri"]
+    again = run_tuning(cfg)
+    assert again["resumed"] and again["best"] == tune["best"]
+    assert again["registered"]["version"] == tune["registered"]["version"]
+
+
+def test_the_evaluation_report_renders_in_chromium_with_every_plot(tiny_demo):
+    from playwright.sync_api import sync_playwright
+
+    _, result = tiny_demo
+    evaluation = result["steps"]["evaluate"]
+    assert set(evaluation["models"]) == {"base", "fine_tuned", "tuned"}
+    report = Path(evaluation["report"])
+    numbers = json.loads((report.parent / "report.json").read_text())
+    assert set(numbers["models"]) == {"base", "fine_tuned", "tuned"}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page()
+        errors = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.goto(report.as_uri())
+        page.wait_for_load_state("load")
+        page.wait_for_function("Array.from(document.images).every(i => i.complete)")
+        broken = page.evaluate("Array.from(document.images).filter(i => i.naturalWidth === 0).map(i => i.src)")
+        n_images = page.evaluate("document.images.length")
+        text = page.inner_text("body")
+        browser.close()
+    assert errors == [] and broken == [], (errors, broken)
+    assert n_images >= 6
+    for heading in ("precision", "recall", "MCC", "ECE", "event recall"):
+        assert heading.lower() in text.lower()
+
+
+def test_promotion_decision_is_tagged_and_a_fresh_process_loads_the_champion(tiny_demo):
+    config, result = tiny_demo
+    promotion, uri = result["steps"]["promote"], result["tracking_uri"]
+    client = _client(uri)
+    challenger = client.get_model_version("quarry-detector", str(promotion["challenger_version"]))
+    assert challenger.tags["quarry.promotion.decision"] == promotion["decision"]
+    assert {f"quarry.promotion.rule.{r['rule']}" for r in promotion["rules"]} <= set(challenger.tags)
+    champion = client.get_model_version_by_alias("quarry-detector", "champion")
+    expected = promotion["challenger_version"] if promotion["decision"] == "promoted" else promotion["champion_version"]
+    assert int(champion.version) == expected
+    image = sorted((Path(config.work_dir) / "world" / "heldout" / "workzone" / "images").glob("*.jpg"))[0]
+    code = (f"import mlflow; mlflow.set_tracking_uri({uri!r}); "
+            "m = mlflow.pyfunc.load_model('models:/quarry-detector@champion'); "
+            f"print(len(m.predict([{str(image)!r}])))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert int(out.stdout.strip().splitlines()[-1]) >= 0
+
+
+def test_a_copy_of_the_champion_as_challenger_is_refused_and_a_rerun_changes_nothing(tiny_demo, tmp_path, capsys):
+    from engine.registry.models import register_as
+    from engine.registry.resolve import weights_of
+    from jobs import promote
+
+    config, result = tiny_demo
+    uri, work = result["tracking_uri"], Path(config.work_dir)
+    client = _client(uri)
+    champion = client.get_model_version_by_alias("quarry-detector", "champion")
+    same = weights_of(uri, champion, tmp_path / "cache")
+    register_as(uri, "quarry-promote", "detector", same, "quarry-detector", "challenger", {"quarry.role": "test copy"})
+    args = [f"tracking.tracking_uri={uri}", f"out_dir={tmp_path / 'promote'}", f"evaluation.world={work / 'world'}",
+            f"evaluation.events_dir={work / 'events'}"]
+    assert promote.main(args) == 3
+    err = capsys.readouterr().err
+    assert "not promoted" in err and "fp:" in err, err
+    assert client.get_model_version_by_alias("quarry-detector", "champion").version == champion.version
+    assert promote.main(args) == 3, "re-running a refusal refuses again and moves nothing"
+    assert client.get_model_version_by_alias("quarry-detector", "champion").version == champion.version
