@@ -4,7 +4,7 @@ Ray Train run and an MLflow child run; the best trial's model is registered as `
 An interrupted search resumes.
 
     quarry tune --config configs/tune.yaml num_samples=8
-    quarry tune search=optuna 'space={detect.fp_penalty: {kind: loguniform, low: 0.5, high: 8}}'
+    quarry tune search=optuna 'space=[{key: detect.fp_penalty, kind: loguniform, low: 0.5, high: 8}]'
 """
 
 from __future__ import annotations

@@ -47,11 +47,11 @@ def test_a_gate_metric_that_was_not_evaluated_is_a_config_error():
 
 def test_a_search_space_key_outside_the_training_config_is_rejected():
     with pytest.raises(ConfigError, match="detect.fp_penalti"):
-        load_config(TuneConfig, None, ["space={detect.fp_penalti: {kind: uniform, low: 0, high: 1}}"])
+        load_config(TuneConfig, None, ["space=[{key: detect.fp_penalti, kind: uniform, low: 0, high: 1}]"])
     with pytest.raises(ConfigError, match="low < high"):
-        load_config(TuneConfig, None, ["space={detect.lr: {kind: loguniform, low: 0.1, high: 0.01}}"])
-    ok = load_config(TuneConfig, None, ["space={reweight.category.orange_trucks: {kind: uniform, low: 1, high: 3}}"])
-    assert "reweight.category.orange_trucks" in ok.space
+        load_config(TuneConfig, None, ["space=[{key: detect.lr, kind: loguniform, low: 0.1, high: 0.01}]"])
+    ok = load_config(TuneConfig, None, ["space=[{key: reweight.category.orange_trucks, kind: uniform, low: 1, high: 3}]"])
+    assert [p.key for p in ok.space] == ["reweight.category.orange_trucks"]
 
 
 def _client(uri):

@@ -48,7 +48,7 @@ class DemoConfig(Section):
     segmentation: SegmentationSetConfig = SegmentationSetConfig()
     captions: CaptionSetConfig = CaptionSetConfig()
     base_model: BaseTrainingConfig = BaseTrainingConfig()
-    clip: ClipTrainingConfig = ClipTrainingConfig()
+    clip: ClipTrainingConfig = ClipTrainingConfig(epochs=8)
     evaluation: HeldoutEvalConfig = HeldoutEvalConfig()
     mine: MineConfig = Field(
         MineConfig(gate=GateConfig(min_cue_kinds=1), selection=SelectionConfig(mode="false-alarms", quota_per_video=20, min_gap_frames=2)),
@@ -60,17 +60,18 @@ class DemoConfig(Section):
                                description="the labelling step; the demo sets the input, detector and output")
     categories: dict[str, str] = Field(DEFAULT_CATEGORIES, description="review categories and their CLIP prompts")
     build: BuildConfig = Field(BuildConfig(), description="the dataset step; the demo sets its inputs and output")
-    train: TrainConfig = Field(TrainConfig(), description=(
+    train: TrainConfig = Field(TrainConfig(detect=DetectTrainConfig(epochs=3, samples_per_epoch=480)), description=(
         "detection fine-tuning on Ray Train (2 workers); the demo sets data, model and output"))
     tune: TuneConfig = Field(
-        TuneConfig(num_samples=3, train=TrainConfig(detect=DetectTrainConfig(epochs=3), reweight=BuildConfig().weights,
+        TuneConfig(num_samples=2, train=TrainConfig(detect=DetectTrainConfig(epochs=2, samples_per_epoch=320),
+                                                    reweight=BuildConfig().weights,
                                                     objective=ObjectiveConfig(), scaling=ScalingSection(cpus_per_worker=0.95))),
         description="a few short trials; the demo sets train.data, train.detect.model, out_dir and tracking")
     evaluate: EvaluateConfig = Field(EvaluateConfig(), description=(
         "base vs fine-tuned vs tuned on held-out frames and videos; the demo sets models, world, mining and paths"))
     promote: PromotionGate = Field(PromotionGate(), description=(
         "the gate the tuned model (challenger) must pass against the base model (champion)"))
-    segmenter: BaseSegmenterConfig = Field(BaseSegmenterConfig(), description="the base segmentation model (pretrain)")
+    segmenter: BaseSegmenterConfig = Field(BaseSegmenterConfig(epochs=15), description="the base segmentation model (pretrain)")
     scan: ScanConfig = Field(ScanConfig(min_area_px=32), description=(
         "the segmentation scan; the demo sets input and model (32 px at 128 px images ~ seed 003's 500 px at 512)"))
     segment_train: SegmentTrainConfig = Field(

@@ -104,10 +104,48 @@ def format_report(result: dict) -> str:
                   "   |---|---|---|---|---|"]
         for name, h in sg["heldout"].items():
             lines.append(f"   | {name} | {h['precision']:.3f} | {h['recall']:.3f} | {h['f1']:.3f} | {h['fp_rate']:.3f} |")
-    db = result["tracking_uri"].removeprefix("sqlite:///")
-    lines += ["", f"MLflow store: {result['tracking_uri']}  (browse: mlflow ui --backend-store-uri {result['tracking_uri']} "
-                  f"--default-artifact-root {db.rsplit('/', 1)[0]}/mlartifacts)"]
+    lines += final_lines(result)
     return "\n".join(lines) + "\n"
+
+
+DETECTION_KEYS = ("fp_rate", "false_alarms_per_video", "event_recall", "frame_recall", "map50")
+SEGMENTATION_KEYS = ("fp_rate", "pixel_recall")
+
+
+def final_figures(result: dict) -> dict:
+    """The final table's figures under stable keys (demo_summary.json's `final`, and MLflow)."""
+    st = result["steps"]
+    final = {"detection": {name: {k: row.get(k) for k in DETECTION_KEYS}
+                           for name, row in st["evaluate"]["models"].items()},
+             "promotion": st["promote"]["decision"],
+             "seconds": {name: step["step_seconds"] for name, step in st.items()}}
+    if "segment" in st:
+        final["segmentation"] = {name: {"fp_rate": h["fp_rate"], "pixel_recall": h["recall"]}
+                                 for name, h in st["segment"]["heldout"].items()}
+    return final
+
+
+def final_lines(result: dict) -> list[str]:
+    final = result["final"]
+    lines = ["", "## Held-out results (other seeds than all training and mining data)", "",
+             "| detector | lookalike-frame FP rate | false alarms / fp-or-clean video | event recall | frame recall | mAP50 |",
+             "|---|---|---|---|---|---|"]
+    lines += [f"| {name.replace('_', '-')} | " + " | ".join(_num(row[k]) for k in DETECTION_KEYS) + " |"
+              for name, row in final["detection"].items()]
+    if "segmentation" in final:
+        lines += ["", "| segmenter | FP rate on authentic images | pixel recall |", "|---|---|---|"]
+        lines += [f"| {name} | {_num(row['fp_rate'])} | {_num(row['pixel_recall'])} |"
+                  for name, row in final["segmentation"].items()]
+    total = sum(final["seconds"].values())
+    lines += ["", f"promotion: {final['promotion']}; steps took {total:.0f} s (" +
+              ", ".join(f"{k} {v:.0f}" for k, v in final["seconds"].items()) + ")"]
+    st = result["steps"]
+    db = result["tracking_uri"].removeprefix("sqlite:///")
+    lines += ["", f"report:        {st['evaluate']['report']}", f"contact sheet: {st['review']['sheet']}",
+              f"MLflow store:  {result['tracking_uri']}",
+              f"browse it:     mlflow ui --backend-store-uri {result['tracking_uri']} "
+              f"--default-artifact-root {db.rsplit('/', 1)[0]}/mlartifacts"]
+    return lines
 
 
 HEADLINE_COLUMNS = (("fp_rate", "lookalike-frame FP rate"), ("false_alarms_per_video", "false alarms / fp-or-clean video"),

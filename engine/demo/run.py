@@ -32,6 +32,7 @@ import pandas as pd
 
 from engine.config import config_hash, load_config, write_resolved_config
 from engine.demo.config import CATEGORY_OF_KIND, DemoConfig
+from engine.demo.report import final_figures
 from engine.evaluate.config import ModelRef
 from engine.evaluate.run import EvaluateConfig
 from engine.evaluate.world_truth import flicker_truth_report, load_truth
@@ -289,4 +290,21 @@ def run_demo(config: DemoConfig) -> dict:
         key = config_hash(seg_build) + config_hash(seg_train) + steps["scan"]["key"]
         steps["segment"] = run_step("segment", work / "train-seg", key, config.reuse, segment_step)
 
-    return {"work_dir": str(work), "tracking_uri": tracking_uri, "steps": steps}
+    result = {"work_dir": str(work), "tracking_uri": tracking_uri, "steps": steps}
+    result["final"] = final_figures(result)
+    _log_final(tracking_uri, config, result["final"])
+    return result
+
+
+def _log_final(tracking_uri: str, config: DemoConfig, final: dict) -> None:
+    """The final table's figures as one MLflow run of the `quarry-demo` experiment."""
+    import mlflow
+
+    from engine.tracking import mlflow_run
+
+    metrics = {f"{task}.{model}.{key}": value for task in ("detection", "segmentation")
+               for model, row in final.get(task, {}).items() for key, value in row.items() if value is not None}
+    metrics.update({f"seconds.{step}": value for step, value in final["seconds"].items()})
+    with mlflow_run(tracking_uri, "quarry-demo", f"demo-{time.strftime('%Y%m%d-%H%M%S')}", config.model_dump(mode="json"),
+                    {"quarry.job": "demo", "quarry.promotion": final["promotion"]}):
+        mlflow.log_metrics(metrics)

@@ -16,8 +16,9 @@ from engine.tune.objective import ObjectiveConfig
 
 
 class Param(Section):
-    """One dimension of the search space."""
+    """One dimension of the search space: a dotted key of the training config and its distribution."""
 
+    key: str = Field(..., min_length=1, description="e.g. detect.fp_penalty, reweight.category.orange_trucks")
     kind: Literal["uniform", "loguniform", "randint", "choice"] = "uniform"
     low: float | None = None
     high: float | None = None
@@ -35,11 +36,11 @@ class Param(Section):
         return self
 
 
-DEFAULT_SPACE = {
-    "detect.fp_penalty": Param(kind="loguniform", low=0.3, high=5.0),
-    "detect.lr": Param(kind="loguniform", low=3e-4, high=3e-3),
-    "reweight.kind.hard_negative": Param(kind="uniform", low=1.0, high=6.0),
-}
+DEFAULT_SPACE = [
+    Param(key="detect.fp_penalty", kind="loguniform", low=0.3, high=5.0),
+    Param(key="detect.lr", kind="loguniform", low=3e-4, high=3e-3),
+    Param(key="reweight.kind.hard_negative", kind="uniform", low=1.0, high=6.0),
+]
 
 
 class TuneConfig(Section):
@@ -48,8 +49,8 @@ class TuneConfig(Section):
     train: TrainConfig = Field(TrainConfig(detect=DetectTrainConfig(epochs=6), reweight=WeightRules(),
                                            objective=ObjectiveConfig(), scaling=ScalingSection(cpus_per_worker=0.95)),
                                description="every trial's training config, before the sampled values are set")
-    space: dict[str, Param] = Field(DEFAULT_SPACE, description=(
-        "dotted keys of `train` -> distributions; e.g. reweight.category.orange_trucks for a category weight"))
+    space: list[Param] = Field(DEFAULT_SPACE, min_length=1, description=(
+        "the searched keys of `train` and their distributions (a list: its keys contain dots)"))
     num_samples: int = Field(4, ge=1, description="trials")
     max_concurrent_trials: int = Field(1, ge=1)
     search: Literal["random", "optuna"] = Field("random", description="random sampling, or Optuna's TPE")
@@ -73,7 +74,10 @@ class TuneConfig(Section):
         if self.train.objective is None:
             raise ValueError("train.objective is required: it is what the search optimises")
         base = self.train.model_dump(mode="json")
-        for key in self.space:
+        keys = [p.key for p in self.space]
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"space: a key is listed twice ({keys})")
+        for key in keys:
             if not _settable(base, key.split(".")):
                 raise ValueError(f"space: {key!r} is not a key of train")
         return self

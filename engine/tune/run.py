@@ -30,7 +30,7 @@ def _space(cfg: TuneConfig) -> dict:
 
     make = {"uniform": lambda p: tune.uniform(p.low, p.high), "loguniform": lambda p: tune.loguniform(p.low, p.high),
             "randint": lambda p: tune.randint(int(p.low), int(p.high)), "choice": lambda p: tune.choice(p.values)}
-    return {key: make[p.kind](p) for key, p in cfg.space.items()}
+    return {p.key: make[p.kind](p) for p in cfg.space}
 
 
 def _tuner(cfg: TuneConfig, trainable, storage: Path):
