@@ -3,12 +3,34 @@
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 # OpenCV must load before decord: decord's bundled zlib otherwise breaks cv2's PNG codec
 # ("libpng error: bad parameters to zlib"). engine.video does the same.
 import cv2  # noqa: F401
 import pytest
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's package (make test installs it)
+
+
+@contextmanager
+def chromium_page(url: str):
+    """A loaded page in headless Chromium and the list its JavaScript errors land in."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.goto(url)
+        page.wait_for_load_state("load")
+        try:
+            yield page, errors
+        finally:
+            browser.close()
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -15,7 +15,6 @@ from engine.config import ConfigError, load_config
 from engine.registry.promote import GateConfig, judge
 from engine.tune.config import TuneConfig
 
-CHROMIUM = "/usr/bin/chromium"
 CHAMPION = {"event_recall": 1.0, "fp_rate": 0.5, "map50": 0.60}
 
 
@@ -90,7 +89,7 @@ def test_a_finished_search_resumes_without_training_or_registering_again(tiny_de
 
 
 def test_the_evaluation_report_renders_in_chromium_with_every_plot(tiny_demo):
-    from playwright.sync_api import sync_playwright
+    from conftest import chromium_page
 
     _, result = tiny_demo
     evaluation = result["steps"]["evaluate"]
@@ -98,19 +97,11 @@ def test_the_evaluation_report_renders_in_chromium_with_every_plot(tiny_demo):
     report = Path(evaluation["report"])
     numbers = json.loads((report.parent / "report.json").read_text())
     assert set(numbers["models"]) == {"base", "fine_tuned", "tuned"}
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
-        page = browser.new_page()
-        errors = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        page.goto(report.as_uri())
-        page.wait_for_load_state("load")
+    with chromium_page(report.as_uri()) as (page, errors):
         page.wait_for_function("Array.from(document.images).every(i => i.complete)")
         broken = page.evaluate("Array.from(document.images).filter(i => i.naturalWidth === 0).map(i => i.src)")
         n_images = page.evaluate("document.images.length")
         text = page.inner_text("body")
-        browser.close()
     assert errors == [] and broken == [], (errors, broken)
     assert n_images >= 6
     for heading in ("precision", "recall", "MCC", "ECE", "event recall"):

@@ -18,7 +18,6 @@ from engine.review.reviews import append_reviews, current_reviews, read_reviews
 from jobs import review
 
 REPO = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
 
 
 def test_reviews_are_append_only_and_the_latest_answer_wins(tmp_path):
@@ -140,7 +139,7 @@ def test_interactive_categorise_through_a_terminal_saves_each_answer_and_resumes
 
 @pytest.mark.slow
 def test_contact_sheet_in_headless_chromium(manifest, tmp_path):
-    from playwright.sync_api import sync_playwright
+    from conftest import chromium_page
 
     path, table = manifest
     kind = table.lookalike_kind.value_counts().index[0]
@@ -150,14 +149,7 @@ def test_contact_sheet_in_headless_chromium(manifest, tmp_path):
     result = _run(path, "command=sheet", "sheet_page_size=4", f"sheet_dir={tmp_path / 'sheet'}")
     assert result["thumbnails"] == len(table)
     n_trucks = int((table.lookalike_kind == kind).sum())
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
-        page = browser.new_page()
-        errors = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        page.goto((tmp_path / "sheet" / "index.html").as_uri())
-        page.wait_for_load_state("load")
+    with chromium_page((tmp_path / "sheet" / "index.html").as_uri()) as (page, errors):
 
         def shown():
             page.wait_for_function("Array.from(document.images).every(i => i.complete)")
@@ -180,7 +172,6 @@ def test_contact_sheet_in_headless_chromium(manifest, tmp_path):
         expected = int((table.fused_score >= cut).sum())
         assert page.inner_text("#count") == f"{expected} of {len(table)} candidates"
         assert all(f >= cut for _, f in cards), "the score band filters"
-        browser.close()
     assert errors == [], errors
     data = json.loads((tmp_path / "sheet" / "data.js").read_text().split("=", 1)[1].rstrip().rstrip(";"))
     assert len(data["rows"]) == len(table)
