@@ -44,6 +44,18 @@ def test_a_gate_metric_that_was_not_evaluated_is_a_config_error():
         judge(GateConfig(), {"frame_recall": 1.0}, None)
 
 
+def test_the_objective_adds_the_recall_shortfall_and_subtracts_the_tiebreak():
+    from engine.tune.objective import ObjectiveConfig, objective
+
+    metrics = {"val_hn_fp_rate": 0.2, "val_frame_recall": 0.90, "val_map50": 0.6}
+    assert objective(metrics, ObjectiveConfig()) == pytest.approx(0.2 + 2.0 * 0.05 - 0.1 * 0.6)
+    assert objective({**metrics, "val_frame_recall": 0.97}, ObjectiveConfig()) == pytest.approx(0.2 - 0.06)
+    assert objective(metrics, ObjectiveConfig(metric="val_map50", mode="max", constraint_metric=None,
+                                              tiebreak_metric=None)) == 0.6
+    with pytest.raises(KeyError, match="val_recal"):
+        objective(metrics, ObjectiveConfig(constraint_metric="val_recal"))
+
+
 def test_a_search_space_key_outside_the_training_config_is_rejected():
     with pytest.raises(ConfigError, match="detect.fp_penalti"):
         load_config(TuneConfig, None, ["space=[{key: detect.fp_penalti, kind: uniform, low: 0, high: 1}]"])

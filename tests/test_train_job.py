@@ -5,6 +5,7 @@ load, resume from a stopped run, MLflow registration."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import threading
 import time
@@ -221,9 +222,13 @@ def test_a_killed_worker_resumes_from_the_last_checkpoint(tiny_dataset, tmp_path
     assert [h["epoch"] for h in history] == [1, 2, 3], "every epoch counted once"
 
 
-def test_resume_from_a_stopped_run_continues_where_it_stopped(trained, tiny_dataset, tmp_path):
+def test_resume_from_a_stopped_run_continues_where_it_stopped(trained, tiny_dataset, tmp_path, monkeypatch):
     cfg, summary = trained
     more = cfg.model_copy(deep=True)
+    # given as a user types them: relative to the working directory, which Ray Train's workers do not share
+    monkeypatch.chdir(tmp_path)
+    more.data, more.out_dir = Path(os.path.relpath(cfg.data)), Path(os.path.relpath(cfg.out_dir))
+    more.detect.model = os.path.relpath(cfg.detect.model)
     more.detect.epochs = 3
     more.resume_from = "latest"
     more.tracking.enabled = False

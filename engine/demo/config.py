@@ -63,7 +63,7 @@ class DemoConfig(Section):
     train: TrainConfig = Field(TrainConfig(detect=DetectTrainConfig(epochs=3, samples_per_epoch=480)), description=(
         "detection fine-tuning on Ray Train (2 workers); the demo sets data, model and output"))
     tune: TuneConfig = Field(
-        TuneConfig(num_samples=2, train=TrainConfig(detect=DetectTrainConfig(epochs=2, samples_per_epoch=320),
+        TuneConfig(num_samples=2, train=TrainConfig(detect=DetectTrainConfig(epochs=3, samples_per_epoch=480),
                                                     reweight=BuildConfig().weights,
                                                     objective=ObjectiveConfig(), scaling=ScalingSection(cpus_per_worker=0.95))),
         description="a few short trials; the demo sets train.data, train.detect.model, out_dir and tracking")

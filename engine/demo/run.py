@@ -41,6 +41,7 @@ from engine.review.config import ReviewConfig
 from engine.storage import atomic_write_json
 from engine.synth.config import SynthConfig
 from engine.train.config import TrainConfig
+from engine.tune.run import search_hash, stored_search_hash
 
 log = logging.getLogger("quarry.demo")
 STEPS = ("synth", "pretrain", "mine", "flicker", "label", "review", "build", "train", "tune", "evaluate", "promote",
@@ -218,6 +219,8 @@ def run_demo(config: DemoConfig) -> dict:
     if tune_cfg.tracking.tracking_uri is None:
         tune_cfg.tracking.tracking_uri = tracking_uri
     key = config_hash(tune_cfg) + steps["build"]["key"]
+    if stored_search_hash(tune_cfg.out_dir) not in (None, search_hash(tune_cfg)):
+        tune_cfg.resume = False  # a search made with another config or set: start afresh
     steps["tune"] = run_step("tune", tune_cfg.out_dir, key, config.reuse, lambda: tune.run(tune_cfg))
 
     eval_cfg = config.evaluate.model_copy(deep=True)

@@ -19,7 +19,7 @@ from engine.train.trainer import latest_checkpoint, run_torch_trainer
 log = logging.getLogger("quarry.train")
 
 
-def _dataset_hash(data: Path) -> str:
+def dataset_hash(data: Path) -> str:
     summary = Path(data) / "summary.json"
     return json.loads(summary.read_text()).get("dataset_hash", "unknown") if summary.is_file() else "unknown"
 
@@ -53,13 +53,27 @@ def check_inputs(cfg: TrainConfig) -> None:
         check_detector_source(cfg.detect.model)
 
 
+def with_absolute_paths(cfg: TrainConfig) -> TrainConfig:
+    """The config with its local input paths made absolute: Ray Train workers do not run in the
+    driver's working directory, so `data=runs/dataset` would name nothing there."""
+    cfg = cfg.model_copy(deep=True)
+    cfg.data, cfg.out_dir = Path(cfg.data).resolve(), Path(cfg.out_dir).resolve()
+    if Path(cfg.detect.model).is_file():
+        cfg.detect.model = str(Path(cfg.detect.model).resolve())
+    for variant in cfg.segment.variants.values():
+        if variant.checkpoint is not None:
+            variant.checkpoint = Path(variant.checkpoint).resolve()
+    return cfg
+
+
 def run_training(cfg: TrainConfig) -> dict:
     check_inputs(cfg)
+    cfg = with_absolute_paths(cfg)
     out = Path(cfg.out_dir)
     resume = _resume_dir(cfg)
     uri = resolve_tracking_uri(cfg.tracking.tracking_uri, REGISTRY_STORE_DIR) if cfg.tracking.enabled else None
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    ch, data_hash = config_hash(cfg), _dataset_hash(cfg.data)
+    ch, data_hash = config_hash(cfg), dataset_hash(cfg.data)
     jobs = [("detector", None)] if cfg.task == "detect" else [
         ("segmenter", name) for name in (cfg.segment.models or list(cfg.segment.variants))]
     results = {}

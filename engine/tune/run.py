@@ -17,7 +17,7 @@ from engine.config import ConfigError, config_hash
 from engine.raycluster import model_errors_surface, ray_session
 from engine.storage import atomic_write_json
 from engine.tracking import REGISTRY_STORE_DIR, mlflow_run, resolve_tracking_uri
-from engine.train.run import check_inputs
+from engine.train.run import check_inputs, dataset_hash, with_absolute_paths
 from engine.tune.config import TuneConfig
 from engine.tune.trial import close_child_runs, tune_trial
 
@@ -56,6 +56,17 @@ def _tuner(cfg: TuneConfig, trainable, storage: Path):
     )
 
 
+def search_hash(cfg: TuneConfig) -> str:
+    """What makes a search in out_dir the same search: its config (whether to resume it is not
+    part of it) and the content of the set it trains on."""
+    return config_hash(cfg.model_copy(update={"resume": True})) + "-" + dataset_hash(cfg.train.data)
+
+
+def stored_search_hash(out_dir: Path) -> str | None:
+    state = Path(out_dir) / "search.json"
+    return json.loads(state.read_text()).get("config_hash") if state.is_file() else None
+
+
 def run_tuning(cfg: TuneConfig) -> dict:
     from ray import tune
 
@@ -66,11 +77,11 @@ def run_tuning(cfg: TuneConfig) -> dict:
     started = time.perf_counter()
     path = storage / EXPERIMENT
     resumed = cfg.resume and tune.Tuner.can_restore(str(path))
-    state = json.loads((out / "search.json").read_text()) if resumed and (out / "search.json").exists() else {}
-    digest = config_hash(cfg)
+    state = json.loads((out / "search.json").read_text()) if resumed and (out / "search.json").is_file() else {}
+    digest = search_hash(cfg)
     if resumed and state.get("config_hash") not in (None, digest):
-        raise ConfigError(f"out_dir = {str(cfg.out_dir)!r} holds a search run with another config: continue it with "
-                          f"the same config, or start afresh with resume=false or another out_dir")
+        raise ConfigError(f"out_dir = {str(cfg.out_dir)!r} holds a search made with another config or set: continue it "
+                          f"with the same ones, or start afresh with resume=false or another out_dir")
     parent_id = state.get("parent_run_id")
     if uri and parent_id is None:
         with mlflow_run(uri, cfg.tracking.experiment, f"tune-{time.strftime('%Y%m%d-%H%M%S')}", cfg.model_dump(mode="json"),
@@ -79,7 +90,7 @@ def run_tuning(cfg: TuneConfig) -> dict:
     atomic_write_json(out / "search.json", {"config_hash": digest, "parent_run_id": parent_id})
     mlflow_cfg = {"tracking_uri": uri, "parent_run_id": parent_id} if uri else None
     trainable = tune.with_resources(
-        tune.with_parameters(tune_trial, base=cfg.train.model_dump(mode="json"), out_dir=str(out), mlflow_cfg=mlflow_cfg,
+        tune.with_parameters(tune_trial, base=with_absolute_paths(cfg.train).model_dump(mode="json"), out_dir=str(out), mlflow_cfg=mlflow_cfg,
                              max_failures=cfg.train.max_failures),
         {"cpu": cfg.trial_cpus})
     with ray_session(cfg.ray, dashboard=True), model_errors_surface():
