@@ -48,7 +48,7 @@ class DemoConfig(Section):
     segmentation: SegmentationSetConfig = SegmentationSetConfig()
     captions: CaptionSetConfig = CaptionSetConfig()
     base_model: BaseTrainingConfig = BaseTrainingConfig()
-    clip: ClipTrainingConfig = ClipTrainingConfig(epochs=8)
+    clip: ClipTrainingConfig = ClipTrainingConfig()
     evaluation: HeldoutEvalConfig = HeldoutEvalConfig()
     mine: MineConfig = Field(
         MineConfig(gate=GateConfig(min_cue_kinds=1), selection=SelectionConfig(mode="false-alarms", quota_per_video=20, min_gap_frames=2)),
@@ -71,7 +71,7 @@ class DemoConfig(Section):
         "base vs fine-tuned vs tuned on held-out frames and videos; the demo sets models, world, mining and paths"))
     promote: PromotionGate = Field(PromotionGate(), description=(
         "the gate the tuned model (challenger) must pass against the base model (champion)"))
-    segmenter: BaseSegmenterConfig = Field(BaseSegmenterConfig(epochs=15), description="the base segmentation model (pretrain)")
+    segmenter: BaseSegmenterConfig = Field(BaseSegmenterConfig(), description="the base segmentation model (pretrain)")
     scan: ScanConfig = Field(ScanConfig(min_area_px=32), description=(
         "the segmentation scan; the demo sets input and model (32 px at 128 px images ~ seed 003's 500 px at 512)"))
     segment_train: SegmentTrainConfig = Field(
