@@ -41,21 +41,26 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return key.split("."), value
 
 
+def set_dotted(data: dict[str, Any], path: list[str], value: Any, what: str) -> None:
+    """Set `data[path[0]][path[1]]... = value` in place, creating missing mappings; `what` names
+    the setting in the error when a prefix of the path is a value, not a section."""
+    node = data
+    for i, part in enumerate(path[:-1]):
+        child = node.get(part)
+        if child is None:  # a missing key, or an optional section left empty
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"{what}: {'.'.join(path[: i + 1])} is a value ({child!r}), not a section")
+        node = child
+    node[path[-1]] = value
+
+
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Return a copy of `data` with each dotted override set (intermediate mappings created)."""
     merged = json.loads(json.dumps(data, default=str))
     for text in overrides:
         path, value = parse_override(text)
-        node = merged
-        for i, part in enumerate(path[:-1]):
-            child = node.get(part)
-            if child is None:  # a missing key, or an optional section left empty
-                child = node[part] = {}
-            if not isinstance(child, dict):
-                prefix = ".".join(path[: i + 1])
-                raise ConfigError(f"override {text!r}: {prefix} is a value ({child!r}), not a section")
-            node = child
-        node[path[-1]] = value
+        set_dotted(merged, path, value, f"override {text!r}")
     return merged
 
 
@@ -126,11 +131,21 @@ def default_data(model: type[T]) -> dict[str, Any]:
 
 def load_config(model: type[T], path: Path | str | None = None, overrides: list[str] | None = None) -> T:
     """Build a `model` from its defaults, then an optional YAML file, then dotted overrides;
-    raise ConfigError. Each layer changes only the keys it names."""
-    data = default_data(model)
-    if path:
-        data = merge_config_data(model, data, read_yaml(Path(path)))
-    data = apply_overrides(data, list(overrides or []))
+    raise ConfigError. Each layer changes only the keys it names. A model with `PROFILES`
+    (name -> overrides) and a `profile` key gets that profile's overrides laid over its
+    defaults, under the file and the overrides."""
+    file_data = read_yaml(Path(path)) if path else {}
+
+    def layered(profile: list[str]) -> dict[str, Any]:
+        data = apply_overrides(default_data(model), profile)
+        return apply_overrides(merge_config_data(model, data, file_data), list(overrides or []))
+
+    data = layered([])
+    profiles = getattr(model, "PROFILES", {})
+    if profiles and data.get("profile") is not None:
+        if data["profile"] not in profiles:
+            raise ConfigError(f"profile = {data['profile']!r}: expected one of {sorted(profiles)}")
+        data = layered(profiles[data["profile"]])  # the profile lies between the defaults and the user's keys
     source = str(path) if path else "config"
     if overrides:
         source += " + overrides"

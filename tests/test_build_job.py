@@ -128,3 +128,22 @@ def test_segmentation_set_with_zero_masks_and_seed_003_weights(tiny_demo, tmp_pa
     area = samples.forgery_area_frac
     expected = np.where(samples.kind == "hard_negative", 5.0, np.where(area < 0.01, 3.0, np.where(area < 0.05, 2.0, 1.0)))
     assert samples.weight.tolist() == expected.tolist()
+
+
+def test_scan_hard_negatives_from_a_relative_index_reach_the_segmentation_set(tiny_demo, tmp_path, monkeypatch):
+    """A relative work dir (`quarry demo`'s runs/demo): the scan's table names absolute images,
+    so the build, reading it from another folder, finds every hard negative."""
+    from engine.segment.scan import ScanInput, list_images
+
+    config, _ = tiny_demo
+    work = Path(config.work_dir)
+    monkeypatch.chdir(work.parent)
+    index = Path(work.name) / "world" / "segmentation" / "index.parquet"
+    paths = list_images(ScanInput(source=str(index)))
+    assert len(paths) == 8 and all(Path(p).is_absolute() and Path(p).is_file() for p in paths)
+    (tmp_path / "scan").mkdir()
+    pd.DataFrame({"path": paths, "image": paths}).to_parquet(tmp_path / "scan" / "hard_negatives.parquet")
+    cfg = load_config(build.BuildConfig, None, ["task=segment", f"segment.index={index}", f"out_dir={tmp_path / 'seg'}",
+                                                f"segment.hard_negatives={tmp_path / 'scan' / 'hard_negatives.parquet'}"])
+    summary = build.run(cfg)
+    assert summary["by_kind"] == {"forged": 8, "hard_negative": 8} and summary["errors"] == []

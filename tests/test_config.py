@@ -166,3 +166,21 @@ def test_a_rule_across_keys_names_them_without_dumping_the_config():
     assert "workzone_prompts" not in text and len(text) < 300
     with pytest.raises(ConfigError, match=r"decode.width_px and decode.height_px must be set together"):
         load_config(MineConfig, None, ["decode.width_px=128"])
+
+
+def test_a_profile_lies_between_the_defaults_and_the_users_keys(tmp_path: Path):
+    from engine.demo.config import QUICK_PROFILE, DemoConfig
+
+    full, quick = load_config(DemoConfig), load_config(DemoConfig, None, ["profile=quick"])
+    assert full.profile == "full" and full.clip.epochs == 15 and full.tune.num_samples == 2
+    assert not quick.clip.enabled and quick.videos.n_workzone == 4 and quick.tune.num_samples == 1
+    assert load_config(DemoConfig, None, QUICK_PROFILE + ["profile=quick"]) == quick
+    assert load_config(DemoConfig, None, ["profile=quick", "clip.epochs=3"]).clip.epochs == 3, "the user's key wins"
+    assert load_config(DemoConfig, None, ["clip.epochs=3", "profile=quick"]).clip.epochs == 3, "in any order"
+    path = tmp_path / "demo.yaml"
+    path.write_text("profile: quick\nbase_model:\n  epochs: 5\n")
+    from_file = load_config(DemoConfig, path)
+    assert from_file.base_model.epochs == 5 and from_file.base_model.lr0 == quick.base_model.lr0
+    assert not from_file.segmenter.enabled
+    with pytest.raises(ConfigError, match="profile"):
+        load_config(DemoConfig, None, ["profile=fast"])

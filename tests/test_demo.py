@@ -19,7 +19,7 @@ def test_every_step_ran_and_reports(tiny_demo):
     config, result = tiny_demo
     work = Path(config.work_dir)
     steps = result["steps"]
-    assert list(steps) == ["synth", "pretrain", "mine", "flicker", "label", "review", "build", "train", "tune", "evaluate",
+    assert list(steps) == ["synth", "pretrain", "mine", "flicker", "edges", "label", "review", "build", "train", "tune", "evaluate",
                            "promote", "scan", "segment"]
     assert not any(s["reused"] for s in steps.values())
     report = (work / "demo_report.md").read_text()
@@ -32,9 +32,15 @@ def test_every_step_ran_and_reports(tiny_demo):
     assert accepted == steps["mine"]["candidates"]["candidates"], "the demo accepts every false-alarm candidate"
     assert steps["build"]["by_kind"].get("hard_negative", 0) > 0
     assert 0.0 <= steps["flicker"]["truth"]["share_not_real"] <= 1.0
+    edges = pd.read_parquet(work / "mine-edges" / "candidates.parquet")
+    assert steps["edges"]["inputs"]["total"] == 2 and set(edges["video_label"]) <= {"tp"}
+    band = config.edges
+    assert edges["fused_score"].between(band.band_low, band.band_high).all() and edges["gate_pass"].all()
+    assert steps["edges"]["truth"]["frames"] == len(edges)
     held = steps["train"]["heldout"]
     assert set(held) == {"base", "fine_tuned"} and held["base"] == steps["pretrain"]["heldout"]
     assert steps["segment"]["heldout"]["base"]["authentic_images"] == 8
+    assert steps["segment"]["build"]["by_kind"].get("hard_negative", 0) == steps["scan"]["hard_negatives"]
     assert json.loads((work / "demo_summary.json").read_text())["steps"]["mine"]["mode"] == "false-alarms"
     assert (work / "mlflow.db").is_file(), "mining was tracked in the demo's MLflow store"
 
@@ -46,18 +52,56 @@ def test_the_final_table_has_stable_keys_in_the_summary_and_in_mlflow(tiny_demo)
 
     config, result = tiny_demo
     final = json.loads((Path(config.work_dir) / "demo_summary.json").read_text())["final"]
-    assert set(final["detection"]) == {"base", "fine_tuned", "tuned"}
+    assert set(final["detection"]) == {"base", "fine_tuned", "tuned", "round2"}
     assert all(set(row) == set(DETECTION_KEYS) for row in final["detection"].values())
     assert set(final["segmentation"]) == {"base", "unet_ft"}
     assert all(set(row) == {"fp_rate", "pixel_recall"} for row in final["segmentation"].values())
-    assert set(final["seconds"]) == set(result["steps"]) and final["promotion"] in {"promoted", "refused"}
+    round_steps = {f"round2.{name}" for name in ("synth", "mine", "label", "review", "build", "train", "evaluate", "promote")}
+    assert set(final["seconds"]) == set(result["steps"]) | round_steps and final["promotion"] in {"promoted", "refused"}
+    assert [row["round"] for row in final["rounds"]] == [1, 2]
+    assert all(set(row) == {"round", "model", "decision", *DETECTION_KEYS} for row in final["rounds"])
     client = mlflow.tracking.MlflowClient(result["tracking_uri"])
     run = client.search_runs([client.get_experiment_by_name("quarry-demo").experiment_id],
                              order_by=["attributes.start_time DESC"], max_results=1)[0]
     assert run.data.metrics["detection.base.fp_rate"] == final["detection"]["base"]["fp_rate"]
     assert run.data.metrics["segmentation.unet_ft.pixel_recall"] == final["segmentation"]["unet_ft"]["pixel_recall"]
+    assert run.data.metrics["detection.round2.fp_rate"] == final["detection"]["round2"]["fp_rate"]
     report = (Path(config.work_dir) / "demo_report.md").read_text()
     assert "## Held-out results" in report and "contact sheet:" in report
+
+
+def test_a_second_round_mines_fresh_videos_with_the_promoted_model_and_grows_the_set(tiny_demo):
+    from mlflow.tracking import MlflowClient
+
+    from engine.mining.identity import file_sha256
+
+    config, result = tiny_demo
+    work, later = Path(config.work_dir), result["rounds"][0]
+    steps = later["steps"]
+    champion = result["steps"]["promote"]
+    in_service = champion["challenger_version"] if champion["decision"] == "promoted" else champion["champion_version"]
+    assert later["round"] == 2 and later["champion"]["version"] == in_service
+    first_videos = set(pd.read_parquet(work / "world" / "videos.parquet")["video_stem"])
+    fresh = pd.read_parquet(work / "round2" / "world" / "videos.parquet")
+    assert len(fresh) == 7 and all(stem.startswith("r2_") for stem in fresh["video_stem"])
+    assert not first_videos & set(fresh["video_stem"])
+    candidates = pd.read_parquet(work / "round2" / "mine" / "candidates.parquet")
+    weights = next((work / "round2" / "models").rglob("*.pt"))
+    assert set(candidates["detector_sha256"]) <= {file_sha256(weights)[:12]}, "mined with the model in service"
+    assert steps["mine"]["inputs"]["processed"] == 7
+    first, grown = (pd.read_parquet(work / d / "samples.parquet") for d in ("dataset", "round2/dataset"))
+    kept = grown.set_index("name").loc[first["name"]]
+    assert (kept["kind"].to_numpy() == first["kind"].to_numpy()).all(), "round 1's samples keep their kind"
+    assert (kept["split"].to_numpy() == first["split"].to_numpy()).all()
+    assert grown["name"].str.contains("r2_").any(), "the fresh videos' frames joined the set"
+    version = steps["train"]["models"]["detector"]["registered"]["version"]
+    client = MlflowClient(result["tracking_uri"])
+    aliases = client.get_model_version("quarry-detector", str(version)).aliases
+    decision = steps["promote"]["decision"]
+    assert ("champion" in aliases) == (decision == "promoted") and "challenger" in aliases
+    assert set(steps["evaluate"]["models"]) == {"champion", "round2"}
+    report = (work / "demo_report.md").read_text()
+    assert "## Round 2" in report and "| round | lookalike-frame FP rate" in report
 
 
 def test_base_detector_loads_and_its_heldout_figures_are_recorded(tiny_demo):
@@ -102,6 +146,7 @@ def test_a_rerun_reuses_unchanged_steps_and_redoes_what_an_override_touched(tiny
     config, first = tiny_demo
     again = demo.run(config)
     assert all(step["reused"] for step in again["steps"].values())
+    assert all(step["reused"] for step in again["rounds"][0]["steps"].values())
     assert again["steps"]["mine"]["candidates"] == first["steps"]["mine"]["candidates"]
     changed = load_config(demo.DemoConfig, None, [f"work_dir={config.work_dir}", *TINY_DEMO_OVERRIDES,
                                                   "scan.min_area_px=5"])

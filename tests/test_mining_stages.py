@@ -259,3 +259,26 @@ def test_boxes_are_in_native_pixels_when_decoding_smaller(tiny_world):
         # (decoded pixels) would be off by half the frame
         assert np.allclose(box_small, box_native, atol=10.0), (frame, box_small, box_native)
     assert small.cue_area_frac[both].to_numpy() == pytest.approx(native.cue_area_frac[both].to_numpy(), abs=0.02)
+
+
+def test_run_hash_is_the_same_for_a_copy_of_the_checkpoints(tmp_path):
+    """A registry download of the same weights (promote after evaluate) reuses the mining."""
+    import shutil
+
+    from engine.config import load_config
+    from engine.mining.config import MineConfig
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    for folder in ("a", "b"):
+        (tmp_path / folder / "base.pt").write_bytes(b"weights")
+        shutil.copyfile(tmp_path / folder / "base.pt", tmp_path / folder / "clip.pt")
+
+    def rh(folder: str, content: bytes = b"weights") -> str:
+        (tmp_path / folder / "base.pt").write_bytes(content)
+        cfg = load_config(MineConfig, None, [f"scoring.detector.source={tmp_path / folder / 'base.pt'}",
+                                             f"scoring.clip.checkpoint={tmp_path / folder / 'clip.pt'}"])
+        return run_hash(cfg, model_identity(cfg))
+
+    assert rh("a") == rh("b")
+    assert rh("a") != rh("b", b"other weights")

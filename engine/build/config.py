@@ -26,7 +26,8 @@ class WeightRules(Section):
 
 class DetectionInputs(Section):
     base_data: Path | None = Field(Path("runs/world/detection/data.yaml"), description=(
-        "the base model's YOLO data.yaml (its train/val split is kept); null: none"))
+        "the base model's YOLO data.yaml (its train/val split is kept), or an earlier `quarry build` set's "
+        "(its samples keep their kind and category: a second round grows the first one's set); null: none"))
     labels: Path | None = Field(Path("runs/label/labels.parquet"), description="`quarry label`'s labels.parquet; null: none")
     candidates: Path | None = Field(Path("runs/mine/candidates.parquet"), description=(
         "a mining candidates manifest; its reviewed candidates become background images; null: none"))

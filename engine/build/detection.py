@@ -47,6 +47,13 @@ def base_samples(data_yaml: Path) -> tuple[dict, pd.DataFrame]:
     missing = [str(folder) for folder in splits.values() if not folder.is_dir()]
     if missing:
         raise ConfigError(f"detect.base_data = {str(data_yaml)!r}: image folders {missing} do not exist")
+    built = data_yaml.parent / "samples.parquet"
+    if built.is_file():  # a set `quarry build` made (an earlier round): its samples keep kind, category, split
+        previous = pd.read_parquet(built)
+        return names, previous.assign(
+            source_image=[str((data_yaml.parent / p).resolve()) for p in previous["path"]],
+            source_label=[str(data_yaml.parent / p) for p in previous["label_path"]],
+        ).drop(columns=["path", "label_path", "n_objects", "weight"], errors="ignore")
     index = data_yaml.parent / "index.parquet"  # the world's metadata per image, where there is one
     meta = pd.read_parquet(index).set_index("image") if index.is_file() else None
     rows = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
@@ -36,11 +37,34 @@ CATEGORY_OF_KIND = {"orange_truck": "orange_trucks", "orange_sign": "roadside_si
                     "orange_person": "other_roadwork_lookalikes"}
 
 
+# `quarry demo profile=quick`: a first look at the detection loop within 5 minutes on 2 CPU
+# cores: a smaller world, shorter schedules, one short trial; no CLIP (a few minutes of training
+# leave it below chance, so mining scores with the detector alone and the set is not
+# deduplicated) and no segmentation branch. Its figures are noisier than the full demo's.
+QUICK_PROFILE = [
+    "videos.n_workzone=4", "videos.n_lookalike=4", "videos.n_clean=2", "videos.duration_s=4",
+    "heldout_videos.n_workzone=4", "heldout_videos.n_lookalike=4", "heldout_videos.n_clean=2",
+    "detection.n_train=300", "detection.n_val=48", "detection.n_heldout_workzone=80", "detection.n_heldout_lookalike=80",
+    "captions.n_images=0", "clip.enabled=false", "mine.scoring.use_clip=false", "build.dedup=false",
+    "base_model.epochs=12", "base_model.lr0=0.01",
+    "train.detect.epochs=2", "train.detect.samples_per_epoch=240",
+    "tune.num_samples=1", "tune.train.detect.epochs=2", "tune.train.detect.samples_per_epoch=240",
+    "segmentation.n_authentic=0", "segmentation.n_forged=0", "segmentation.n_heldout_authentic=0",
+    "segmentation.n_heldout_forged=0", "segmenter.enabled=false",
+]
+
+
 class DemoConfig(Section):
     """`quarry demo`: every step on the synthetic world under one work dir."""
 
+    PROFILES: ClassVar[dict[str, list[str]]] = {"full": [], "quick": QUICK_PROFILE}
+
+    profile: Literal["full", "quick"] = Field("full", description=(
+        "full: the measured demo (~15 min on 2 cores); quick: a smaller world and shorter schedules (< 5 min)"))
     work_dir: Path = Field(Path("runs/demo"), description="all outputs go under this folder")
     seed: int = Field(0, ge=0, description="seed of the world and of training")
+    rounds: int = Field(1, ge=1, le=5, description=(
+        "rounds of the loop: each after the first mines fresh videos with the promoted model and fine-tunes it again"))
     reuse: bool = Field(True, description="reuse a step's outputs when its config and inputs are unchanged")
     videos: VideoSetConfig = VideoSetConfig()
     heldout_videos: HeldoutVideoConfig = HeldoutVideoConfig()
@@ -54,6 +78,8 @@ class DemoConfig(Section):
         MineConfig(gate=GateConfig(min_cue_kinds=1), selection=SelectionConfig(mode="false-alarms", quota_per_video=20, min_gap_frames=2)),
         description="the false-alarm mining step; the demo sets input.source, output.out_dir and the models",
     )
+    edges: SelectionConfig = Field(SelectionConfig(mode="edge-cases", quota_per_video=20, min_gap_frames=2),
+                                   description="selection of the edge-case mining step over the tp videos (the rest as `mine`)")
     flicker: SelectionConfig = Field(SelectionConfig(mode="flicker", quota_per_video=20, min_gap_frames=2),
                                      description="selection of the flicker mining step (the rest as `mine`)")
     label: LabelConfig = Field(LabelConfig(decode=DecodeConfig(stride=5)),

@@ -56,6 +56,12 @@ def format_report(result: dict) -> str:
     t = st["flicker"]["truth"]
     lines.append(f"   flicker boxes that match no drawn work-zone object: {t['not_real_objects']} of {t['flicker_boxes']} "
                  f"({_pct(t['share_not_real'])})")
+    if "edges" in st:
+        e, et = st["edges"], st["edges"]["truth"]
+        lines += ["", f"   edges [{_how(e)}]: edge-case mode over the {e['inputs']['total']} work-zone videos, "
+                      f"{e['candidates']['candidates']} frames in the fused-score band -> {e['out_dir']}/candidates.parquet; "
+                      f"ground truth: {_pct(et['share_with_objects'])} show real work-zone objects, "
+                      f"{_pct(et['share_inside_zone'])} are inside a zone"]
     lab = st["label"]
     f, tr = lab["frames"], lab.get("truth", {})
     lines += ["", f"5. label [{_how(lab)}]: {f['labelled']} frames: {f.get('hard_negative', 0)} hard negatives, "
@@ -92,6 +98,8 @@ def format_report(result: dict) -> str:
         lines.append(f"   | {name.replace('_', '-')} | {la['fp_rate']:.3f} | {la['fp_per_image']:.3f} | {wz['precision']:.3f} | "
                      f"{wz['recall']:.3f} | {wz.get('map50', float('nan')):.3f} |")
     lines += _loop_sections(st)
+    for later in result.get("rounds", []):
+        lines += _round_lines(later)
     if "scan" in st:
         sc, tr = st["scan"], st["scan"]["truth"]
         lines += ["", f"12. scan [{_how(sc)}]: {sc['scanned']} authentic training images, {sc['flagged']} flagged by the base "
@@ -118,7 +126,16 @@ def final_figures(result: dict) -> dict:
     final = {"detection": {name: {k: row.get(k) for k in DETECTION_KEYS}
                            for name, row in st["evaluate"]["models"].items()},
              "promotion": st["promote"]["decision"],
-             "seconds": {name: step["step_seconds"] for name, step in st.items()}}
+             "seconds": {name: step["step_seconds"] for name, step in st.items()},
+             "rounds": [{"round": 1, "model": "tuned", "decision": st["promote"]["decision"],
+                         **{k: st["evaluate"]["models"]["tuned"].get(k) for k in DETECTION_KEYS}}]}
+    for later in result.get("rounds", []):
+        r, rs = later["round"], later["steps"]
+        row = rs["evaluate"]["models"][f"round{r}"]
+        final["detection"][f"round{r}"] = {k: row.get(k) for k in DETECTION_KEYS}
+        final["rounds"].append({"round": r, "model": f"round{r}", "decision": rs["promote"]["decision"],
+                                **final["detection"][f"round{r}"]})
+        final["seconds"].update({f"round{r}.{name}": step["step_seconds"] for name, step in rs.items()})
     if "segment" in st:
         final["segmentation"] = {name: {"fp_rate": h["fp_rate"], "pixel_recall": h["recall"]}
                                  for name, h in st["segment"]["heldout"].items()}
@@ -132,6 +149,13 @@ def final_lines(result: dict) -> list[str]:
              "|---|---|---|---|---|---|"]
     lines += [f"| {name.replace('_', '-')} | " + " | ".join(_num(row[k]) for k in DETECTION_KEYS) + " |"
               for name, row in final["detection"].items()]
+    if len(final["rounds"]) > 1:
+        lines += ["", "Each round's challenger (round 1: the tuned model; later rounds: the promoted model fine-tuned "
+                      "again on fresh videos' hard negatives):", "",
+                  "| round | lookalike-frame FP rate | false alarms / fp-or-clean video | event recall | frame recall | "
+                  "mAP50 | promotion |", "|---|---|---|---|---|---|---|"]
+        lines += [f"| {row['round']} | " + " | ".join(_num(row[k]) for k in DETECTION_KEYS) + f" | {row['decision']} |"
+                  for row in final["rounds"]]
     if "segmentation" in final:
         lines += ["", "| segmenter | FP rate on authentic images | pixel recall |", "|---|---|---|"]
         lines += [f"| {name} | {_num(row['fp_rate'])} | {_num(row['pixel_recall'])} |"
@@ -178,4 +202,25 @@ def _loop_sections(st: dict) -> list[str]:
               + (f" — base model registered as version {pr['base_registered']['version']} @champion first"
                  if pr.get("base_registered") else "")]
     lines += [f"   - {'pass' if r['passed'] else 'FAIL'} {r['rule']}: {r['detail']}" for r in pr.get("rules", [])]
+    return lines
+
+
+def _round_lines(later: dict) -> list[str]:
+    """A later round: what was mined and added, and the champion against its successor."""
+    r, rs = later["round"], later["steps"]
+    v, m, b, t = rs["synth"]["videos"], rs["mine"], rs["build"], rs["train"]["models"]["detector"]
+    lines = ["", f"## Round {r} [{sum(rs[k]['step_seconds'] for k in rs):.0f} s]", "",
+             f"- {v['tp'] + v['fp'] + v['clean']} fresh videos mined with the model in service (version "
+             f"{later['champion']['version']}): {m['candidates']['candidates']} candidate frames, "
+             f"{rs['review']['accepted']} accepted as hard negatives",
+             f"- build: the previous round's set plus the new frames -> {b['samples']['train']} train / "
+             f"{b['samples']['val']} val samples",
+             f"- fine-tuned the model in service ({t['epochs_run']} epochs) -> version {t['registered']['version']} "
+             "@challenger", "",
+             "   | model | " + " | ".join(label for _, label in HEADLINE_COLUMNS) + " |",
+             "   |---|" + "---|" * len(HEADLINE_COLUMNS)]
+    for name, row in rs["evaluate"]["models"].items():
+        lines.append(f"   | {name} | " + " | ".join(_num(row.get(k)) for k, _ in HEADLINE_COLUMNS) + " |")
+    lines += ["", f"- promote: {rs['promote']['decision']}"]
+    lines += [f"   - {'pass' if x['passed'] else 'FAIL'} {x['rule']}: {x['detail']}" for x in rs["promote"].get("rules", [])]
     return lines

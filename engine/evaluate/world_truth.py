@@ -50,3 +50,13 @@ def flicker_truth_report(candidates: pd.DataFrame, truth: pd.DataFrame, iou_min:
             rows.append({"video_stem": stem, "frame": int(cand.frame), "x1": x1, "y1": y1, "x2": x2, "y2": y2})
     real = matches_real_object(pd.DataFrame(rows, columns=["video_stem", "frame", "x1", "y1", "x2", "y2"]), truth, iou_min)
     return {"flicker_boxes": len(real), "not_real_objects": int((~real).sum()), "share_not_real": share(~real)}
+
+
+def edge_truth_report(candidates: pd.DataFrame, frames: pd.DataFrame) -> dict:
+    """What the world drew in edge-case mining's frames (tp videos, fused score in the band):
+    how many show real work-zone objects, and how many are inside a zone."""
+    stems = candidates["video_stem"] if "video_stem" in candidates else candidates["video_key"]
+    table = pd.DataFrame({"video_stem": stems, "frame": candidates["frame"].astype(int)}).merge(frames[["video_stem", "frame", "n_cues", "semantic_state"]],
+                                                      on=["video_stem", "frame"], how="left")
+    return {"frames": len(table), "share_with_objects": share(table["n_cues"].fillna(0).to_numpy() > 0),
+            "share_inside_zone": share((table["semantic_state"] == "INSIDE").to_numpy())}

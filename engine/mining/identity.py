@@ -4,7 +4,8 @@ A completion marker records the run hash it was made under; a rerun redoes every
 whose marker carries another hash. The hash covers the *bytes* of the checkpoints (retrain
 `base.pt` in place and every video is mined again), the architecture files of random-weight
 models with the library versions that initialise them, and the decode, scoring, gate and
-selection settings. Where the work runs (pool sizes, GPUs per actor) is left out.
+selection settings. Where the work runs (pool sizes, GPUs per actor) and where a checkpoint
+lies are left out.
 """
 
 from __future__ import annotations
@@ -65,5 +66,10 @@ def run_hash(cfg: MineConfig, models: dict) -> str:
     data = config_to_dict(cfg)
     relevant = {k: data[k] for k in ("decode", "scoring", "gate", "selection")}
     relevant["scoring"] = {k: v for k, v in relevant["scoring"].items() if k not in POOL_KEYS}
+    # the digests in `models` stand for the files: a copy of the same checkpoint elsewhere (a
+    # registry download, a moved run folder) is the same model
+    if Path(cfg.scoring.detector.source).suffix.lower() == ".pt":
+        relevant["scoring"]["detector"] = {**relevant["scoring"]["detector"], "source": None}
+    relevant["scoring"]["clip"] = {**relevant["scoring"]["clip"], "checkpoint": None, "config_file": None}
     relevant["models"] = models
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:12]

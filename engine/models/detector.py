@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 from pydantic import Field
@@ -100,6 +102,20 @@ def build_detector(source: str, class_names: list[str] | None = None):
     return model
 
 
+@contextmanager
+def torch_threads_kept() -> Iterator[None]:
+    """Ultralytics sets torch to `cpu_count - 1` threads (1 on a 2-core machine) for the whole
+    process whenever it trains or predicts on the CPU, so everything after it in the process
+    (CLIP and segmenter training, evaluation) ran on one core; put back the block's own count."""
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def detect(model, images_rgb: list[np.ndarray], spec: DetectorSpec, tta: bool = False) -> list[Detections]:
     """Run the detector on RGB uint8 images (H, W, 3); return one `Detections` per image.
     `tta`: Ultralytics' test-time augmentation (flips and scales, merged)."""
@@ -110,16 +126,17 @@ def detect(model, images_rgb: list[np.ndarray], spec: DetectorSpec, tta: bool = 
     device = resolve_device(spec.device)
     # fp16 only where the device supports it; Ultralytics 8.4 names it `quantize=16`.
     quantize = 16 if spec.half and device.startswith("cuda") else None
-    results = model.predict(
-        images_bgr,
-        imgsz=spec.imgsz,
-        conf=spec.conf_threshold,
-        iou=spec.iou_threshold,
-        device=device,
-        quantize=quantize,
-        augment=tta,
-        verbose=False,
-    )
+    with torch_threads_kept():
+        results = model.predict(
+            images_bgr,
+            imgsz=spec.imgsz,
+            conf=spec.conf_threshold,
+            iou=spec.iou_threshold,
+            device=device,
+            quantize=quantize,
+            augment=tta,
+            verbose=False,
+        )
     out = []
     for result in results:
         boxes = result.boxes

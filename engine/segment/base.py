@@ -63,7 +63,7 @@ def train_base_segmenter(world_dir: Path, out_path: Path, cfg: BaseSegmenterConf
     for param in model.parameters():
         param.requires_grad_(True)
     s = SegmentTrainConfig(imgsz=cfg.imgsz, batch=cfg.batch, lr=cfg.lr, fp_penalty=0.0, seed=cfg.seed)
-    losses = train_plain(model, SegmentationDataset(root, _samples(train), cfg.imgsz, segmentation_augment("light")), s,
+    losses = train_plain(model, SegmentationDataset(root, _samples(train), cfg.imgsz, segmentation_augment("light", cfg.seed)), s,
                          cfg.epochs)
     with atomic_path(Path(out_path)) as tmp:
         torch.save(model.state_dict(), tmp)

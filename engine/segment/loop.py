@@ -65,7 +65,7 @@ def segment_train_loop(loop_config: dict) -> None:
     from engine.offline import enable_offline
     from engine.segment.data import SegmentationDataset
     from engine.storage import atomic_path
-    from engine.train.augment import segmentation_augment
+    from engine.train.augment import reseed_worker, segmentation_augment
     from engine.train.config import TrainConfig
     from engine.train.detect_data import load_samples
     from engine.train.epochs import end_epoch, new_state, restore
@@ -86,8 +86,8 @@ def segment_train_loop(loop_config: dict) -> None:
     model = ray.train.torch.prepare_model(model.to(device).train())
     net = model.module if hasattr(model, "module") else model
     sampler = WeightedDistributedSampler(train_samples["weight"].to_numpy(), len(train_samples), rank, world, s.seed)
-    loader = DataLoader(SegmentationDataset(root, train_samples, s.imgsz, segmentation_augment(s.augment)),
-                        batch_size=s.batch, sampler=sampler, num_workers=s.workers)
+    loader = DataLoader(SegmentationDataset(root, train_samples, s.imgsz, segmentation_augment(s.augment, s.seed + rank)),
+                        batch_size=s.batch, sampler=sampler, num_workers=s.workers, worker_init_fn=reseed_worker)
     loader = ray.train.torch.prepare_data_loader(loader, add_dist_sampler=False, move_to_device=False)
     optimizer = torch.optim.AdamW(net.parameters(), lr=s.lr, weight_decay=s.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine(s.epochs * len(loader)))

@@ -69,10 +69,11 @@ def list_images(inp: ScanInput) -> list[str]:
                 table = table.query(inp.where)
             except Exception as exc:
                 raise ConfigError(f"input.where = {inp.where!r}: {exc}") from None
-        paths = [p if Path(p).is_absolute() else str(source.parent / p) for p in table["image"]]
+        # absolute: the hard-negative table is read from other folders (`quarry build`) and by remote actors
+        paths = [str((source.parent / p).resolve()) for p in table["image"]]
     elif source.is_dir():
         suffixes = {s.lower() for s in inp.image_extensions}
-        paths = sorted(str(p) for p in source.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
+        paths = sorted(str(p.resolve()) for p in source.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
     else:
         raise ConfigError(f"input.source = {inp.source!r}: not a folder or a table of images")
     if not paths:

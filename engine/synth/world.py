@@ -36,6 +36,7 @@ log = logging.getLogger("quarry.synth")
 
 PART_VIDEOS = 1  # seed-sequence part id of the videos (see scenario.rng_for)
 PART_HELDOUT_VIDEOS = 11
+PART_ROUND_VIDEOS = 20  # + the round: fresh videos for rounds 2, 3 ...
 
 
 def video_plan(counts, prefix: str = "") -> list[tuple[str, str, str | None]]:
@@ -79,14 +80,14 @@ def write_video(cfg: SynthConfig, index: int, stem: str, kind: str, lookalike_ki
     return meta, boxes, frames
 
 
-def generate_world(cfg: SynthConfig) -> dict:
-    """Write the whole world under `cfg.out_dir` and return its summary (also in world.json)."""
+def write_mining_videos(cfg: SynthConfig, part: int = PART_VIDEOS, prefix: str = "") -> tuple[list[dict], dict]:
+    """`cfg.videos` under `cfg.out_dir`: videos/, videos.parquet(.csv), ground_truth/; the
+    videos' rows and counts."""
     out = Path(cfg.out_dir)
-    started = time.perf_counter()
     metas, all_boxes, all_frames = [], [], []
-    plan = video_plan(cfg.videos)
+    plan = video_plan(cfg.videos, prefix)
     for index, (stem, kind, lookalike_kind) in enumerate(plan):
-        meta, boxes, frames = write_video(cfg, index, stem, kind, lookalike_kind)
+        meta, boxes, frames = write_video(cfg, index, stem, kind, lookalike_kind, part)
         metas.append(meta)
         all_boxes += boxes
         all_frames += frames
@@ -95,6 +96,28 @@ def generate_world(cfg: SynthConfig) -> dict:
     write_table(pd.DataFrame(metas), out / "videos.parquet", csv=True)
     write_table(pd.DataFrame(all_boxes, columns=box_columns), out / "ground_truth" / "boxes.parquet")
     write_table(pd.DataFrame(all_frames), out / "ground_truth" / "frames.parquet")
+    return metas, {"video_frames": len(all_frames), "video_cue_boxes": sum(b["is_cue"] for b in all_boxes),
+                   "video_lookalike_boxes": sum(not b["is_cue"] for b in all_boxes)}
+
+
+def generate_round_videos(cfg: SynthConfig, round_index: int) -> dict:
+    """Fresh videos for a later round of the loop (seed 000's "expand the hard-negative set,
+    repeat"): `cfg.videos`' counts from their own seed sequence (part PART_ROUND_VIDEOS +
+    round), stems prefixed `r<round>_`, under `cfg.out_dir` in the world's video layout."""
+    started = time.perf_counter()
+    metas, _ = write_mining_videos(cfg, PART_ROUND_VIDEOS + round_index, f"r{round_index}_")
+    summary = {"round": round_index, "videos": {label: sum(m["video_label"] == label for m in metas)
+                                                for label in ("tp", "fp", "clean")},
+               "seconds": round(time.perf_counter() - started, 2)}
+    atomic_write_json(Path(cfg.out_dir) / "world.json", summary)
+    return summary
+
+
+def generate_world(cfg: SynthConfig) -> dict:
+    """Write the whole world under `cfg.out_dir` and return its summary (also in world.json)."""
+    out = Path(cfg.out_dir)
+    started = time.perf_counter()
+    metas, counts = write_mining_videos(cfg)
     held = [write_video(cfg, index, stem, kind, lookalike_kind, PART_HELDOUT_VIDEOS, "heldout_videos")
             for index, (stem, kind, lookalike_kind) in enumerate(video_plan(cfg.heldout_videos, "heldout_"))]
     if held:
@@ -112,9 +135,7 @@ def generate_world(cfg: SynthConfig) -> dict:
         "config_hash": config_hash(cfg),
         "videos": {label: sum(m["video_label"] == label for m in metas) for label in ("tp", "fp", "clean")},
         "heldout_videos": {label: sum(m["video_label"] == label for m, _, _ in held) for label in ("tp", "fp", "clean")},
-        "video_frames": len(all_frames),
-        "video_cue_boxes": sum(b["is_cue"] for b in all_boxes),
-        "video_lookalike_boxes": sum(not b["is_cue"] for b in all_boxes),
+        **counts,
         "detection_images": detection,
         "segmentation_images": segmentation,
         "caption_images": captions,

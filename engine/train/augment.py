@@ -3,6 +3,11 @@ with only a warning there, so these are checked by a test that runs each preset)
 
 Detection presets are bbox-aware (boxes in pixel xyxy, `pascal_voc`; boxes pushed mostly out
 of the frame are dropped). Seed 004's weather set: rain, fog, shadow, sun flare.
+
+Albumentations keeps its own random state, apart from numpy's and torch's: a pipeline is
+seeded here (one seed per Ray Train rank), and each DataLoader worker reseeds its copy from
+torch's per-worker seed (`reseed_worker`), else every epoch's workers would start from the
+same copied state and repeat the same augmentations.
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ def _ops(preset: str, segmentation: bool) -> list:
     ], p=0.5)]
 
 
-def detection_augment(preset: str):
+def detection_augment(preset: str, seed: int | None = None):
     """An albumentations pipeline taking image, bboxes (pixel xyxy) and class_labels; None for 'none'."""
     import albumentations as A
 
@@ -48,12 +53,23 @@ def detection_augment(preset: str):
     if not ops:
         return None
     return A.Compose(ops, bbox_params=A.BboxParams(format="pascal_voc", label_fields=["class_labels"],
-                                                    min_visibility=0.3, clip=True))
+                                                    min_visibility=0.3, clip=True), seed=seed)
 
 
-def segmentation_augment(preset: str):
+def segmentation_augment(preset: str, seed: int | None = None):
     """An albumentations pipeline taking image and mask (the mask follows every geometric op)."""
     import albumentations as A
 
     ops = _ops(preset, segmentation=True)
-    return A.Compose(ops) if ops else None
+    return A.Compose(ops, seed=seed) if ops else None
+
+
+def reseed_worker(worker_id: int) -> None:
+    """DataLoader `worker_init_fn`: seed the worker's copy of the dataset's pipeline from
+    torch's seed for this worker (drawn anew each epoch from the loader's seeded generator)."""
+    import torch
+
+    info = torch.utils.data.get_worker_info()
+    augment = getattr(info.dataset, "augment", None)
+    if augment is not None:
+        augment.set_random_seed(info.seed % 2**32)

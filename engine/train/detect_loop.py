@@ -93,7 +93,7 @@ def detect_train_loop(loop_config: dict) -> None:
 
     from engine.build.detection import read_data_yaml
     from engine.offline import enable_offline
-    from engine.train.augment import detection_augment
+    from engine.train.augment import detection_augment, reseed_worker
     from engine.train.config import TrainConfig
     from engine.train.detect_data import DetectionDataset, collate, load_samples
     from engine.train.detect_eval import evaluate_dataset
@@ -124,8 +124,9 @@ def detect_train_loop(loop_config: dict) -> None:
     net = model.module if hasattr(model, "module") else model
     sampler = WeightedDistributedSampler(train_samples["weight"].to_numpy(), d.samples_per_epoch or len(train_samples),
                                          rank, world, d.seed)
-    loader = DataLoader(DetectionDataset(root, train_samples, d.imgsz, detection_augment(d.augment)), batch_size=d.batch,
-                        sampler=sampler, collate_fn=collate, num_workers=d.workers)
+    loader = DataLoader(DetectionDataset(root, train_samples, d.imgsz, detection_augment(d.augment, d.seed + rank)),
+                        batch_size=d.batch, sampler=sampler, collate_fn=collate, num_workers=d.workers,
+                        worker_init_fn=reseed_worker)
     # add_dist_sampler=False: Ray Train would otherwise swap our sampler for a DistributedSampler
     loader = ray.train.torch.prepare_data_loader(loader, add_dist_sampler=False, move_to_device=False)
     optimizer = build_optimizer(net, d)

@@ -62,9 +62,14 @@ def search_hash(cfg: TuneConfig) -> str:
     return config_hash(cfg.model_copy(update={"resume": True})) + "-" + dataset_hash(cfg.train.data)
 
 
-def stored_search_hash(out_dir: Path) -> str | None:
+def stored_search(out_dir: Path) -> dict:
+    """What a search in `out_dir` recorded: its config_hash and parent_run_id ({} when none)."""
     state = Path(out_dir) / "search.json"
-    return json.loads(state.read_text()).get("config_hash") if state.is_file() else None
+    return json.loads(state.read_text()) if state.is_file() else {}
+
+
+def stored_search_hash(out_dir: Path) -> str | None:
+    return stored_search(out_dir).get("config_hash")
 
 
 def run_tuning(cfg: TuneConfig) -> dict:
@@ -77,7 +82,7 @@ def run_tuning(cfg: TuneConfig) -> dict:
     started = time.perf_counter()
     path = storage / EXPERIMENT
     resumed = cfg.resume and tune.Tuner.can_restore(str(path))
-    state = json.loads((out / "search.json").read_text()) if resumed and (out / "search.json").is_file() else {}
+    state = stored_search(out) if resumed else {}
     digest = search_hash(cfg)
     if resumed and state.get("config_hash") not in (None, digest):
         raise ConfigError(f"out_dir = {str(cfg.out_dir)!r} holds a search made with another config or set: continue it "

@@ -10,13 +10,11 @@ from pathlib import Path
 
 def with_values(base: dict, values: dict) -> dict:
     """`base` (a dumped TrainConfig) with each dotted key of `values` set."""
+    from engine.config import set_dotted
+
     data = copy.deepcopy(base)
     for key, value in values.items():
-        node = data
-        parts = key.split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = value
+        set_dotted(data, key.split("."), value, f"space key {key!r}")
     return data
 
 
