@@ -1,10 +1,13 @@
 """The loop on the synthetic world, on one machine, offline: synth, base models (detector,
-segmenter, a tiny CLIP), false-alarm and flicker mining, labelling, review, dataset building,
-fine-tuning on Ray Train, a Ray Tune search, evaluation on held-out data, promotion in the
-MLflow registry, and the segmentation branch (steps in engine/demo/run.py). Steps whose config and inputs are unchanged since the last run in the
-same work dir are reused, and the report says so.
+segmenter, a tiny CLIP), false-alarm, flicker and edge-case mining, labelling, review, dataset
+building, fine-tuning on Ray Train, a Ray Tune search, evaluation on held-out data, promotion
+in the MLflow registry, the segmentation branch, and with `rounds=2` a second round on fresh
+videos (steps in engine/demo/run.py). Steps whose config and inputs are unchanged since the
+last run in the same work dir are reused, and the report says so.
 
-    quarry demo --config configs/demo.yaml work_dir=runs/demo seed=0
+    quarry demo                                   # the full demo under runs/demo
+    quarry demo profile=quick work_dir=runs/quick # a first look in < 5 min
+    quarry demo --config configs/demo.yaml rounds=2 seed=1
 """
 
 from __future__ import annotations

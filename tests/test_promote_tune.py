@@ -158,3 +158,12 @@ def test_a_copy_of_the_champion_as_challenger_is_refused_and_a_rerun_changes_not
     assert client.get_model_version_by_alias("quarry-detector", "champion").version == champion.version
     assert promote.main(args) == 3, "re-running a refusal refuses again and moves nothing"
     assert client.get_model_version_by_alias("quarry-detector", "champion").version == champion.version
+
+
+def test_the_model_in_service_is_the_one_the_decision_left():
+    from engine.demo.rounds import in_service
+
+    versions = {"challenger_version": 4, "champion_version": 2}
+    assert in_service({"decision": "promoted", **versions}) == 4
+    assert in_service({"decision": "already_champion", **versions}) == 4
+    assert in_service({"decision": "refused", **versions}) == 2
