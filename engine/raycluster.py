@@ -13,6 +13,9 @@ from pydantic import Field, model_validator
 from engine.config import Section
 from engine.models import ModelError
 
+# Set inside `one_ray_for_all`: the local Ray the first session starts is kept for the next ones.
+_shared = {"active": False, "started": False}
+
 
 class RayConfig(Section):
     address: str | None = Field(None, description="cluster address (default: $RAY_ADDRESS, else a new local Ray)")
@@ -41,11 +44,35 @@ def init_ray(cfg: RayConfig, dashboard: bool = False) -> bool:
 
 @contextmanager
 def ray_session(cfg: RayConfig, dashboard: bool = False) -> Iterator[None]:
-    """Ray for the duration of a block; a local Ray started here is stopped at its end."""
-    started = init_ray(cfg, dashboard)
+    """Ray for the duration of a block; a local Ray started here is stopped at its end (inside
+    `one_ray_for_all`, at that block's end)."""
+    started = init_ray(cfg, dashboard or _shared["active"])
+    _shared["started"] |= started and _shared["active"]
     try:
         yield
     finally:
+        if started and not _shared["active"]:
+            import ray
+
+            ray.shutdown()
+
+
+@contextmanager
+def one_ray_for_all() -> Iterator[None]:
+    """One local Ray for several jobs run in one process (the demo's steps): the first
+    `ray_session` starts it (with the dashboard, which Tune needs), the others join it, and it
+    stops when the block ends. Each job starting its own Ray cost a start-up, a shutdown and
+    cold workers (torch, Ultralytics and open_clip imported again) every step. Nested blocks
+    share the outermost one's Ray."""
+    if _shared["active"]:
+        yield
+        return
+    _shared.update(active=True, started=False)
+    try:
+        yield
+    finally:
+        started = _shared["started"]
+        _shared.update(active=False, started=False)
         if started:
             import ray
 

@@ -43,6 +43,16 @@ def _offline_env(tmp_path_factory):
     yield
 
 
+@pytest.fixture(scope="module")
+def one_ray():
+    """One local Ray for every job a test module runs, as `quarry demo` keeps one for its steps
+    (each job starting its own cost a start-up and cold workers)."""
+    from engine.raycluster import one_ray_for_all
+
+    with one_ray_for_all():
+        yield
+
+
 @pytest.fixture(scope="session")
 def tiny_world(tmp_path_factory):
     """A small synthetic world shared by tests that only read it."""

@@ -18,7 +18,7 @@ from engine.labels.config import LabelConfig
 from engine.review.config import ReviewConfig
 from jobs import build, label, review
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_ray")]
 
 
 @pytest.fixture(scope="module")

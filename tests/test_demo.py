@@ -155,4 +155,22 @@ def test_a_rerun_reuses_unchanged_steps_and_redoes_what_an_override_touched(tiny
     redone = {name for name, step in result["steps"].items() if not step["reused"]}
     assert redone == {"scan", "segment"}, "the override redoes the scan and what depends on it, nothing else"
     assert result["steps"]["scan"]["flagged"] <= first["steps"]["scan"]["flagged"]
-    demo.run(config)  # leave the fixture's outputs as they were for later tests
+    # (the work dir keeps this run's scan and segmentation outputs: no later test reads them)
+
+
+def test_jobs_run_in_one_block_share_one_local_ray_that_stops_after_it(tmp_path):
+    import ray
+
+    from engine.raycluster import RayConfig, one_ray_for_all, ray_session
+
+    assert not ray.is_initialized()
+    with one_ray_for_all():
+        with ray_session(RayConfig(num_cpus=1)):
+            first = ray.get_runtime_context().get_job_id()
+        assert ray.is_initialized(), "kept for the next job"
+        with ray_session(RayConfig(num_cpus=1)):
+            assert ray.get_runtime_context().get_job_id() == first, "joined, not started again"
+    assert not ray.is_initialized(), "stopped when the block ended"
+    with ray_session(RayConfig(num_cpus=1)):
+        assert ray.is_initialized()
+    assert not ray.is_initialized(), "outside the block a job stops the Ray it started"

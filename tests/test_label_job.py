@@ -16,7 +16,7 @@ from engine.labels.config import LabelConfig
 from engine.yolo_format import parse_yolo_labels
 from jobs import label
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_ray")]
 
 
 def _config(tiny_demo, out, *overrides):

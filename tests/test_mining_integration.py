@@ -23,7 +23,7 @@ from engine.mining.config import MineConfig
 from jobs import mine
 
 REPO = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_ray")]
 
 
 @pytest.fixture(scope="module")
@@ -195,6 +195,9 @@ def test_interrupted_run_resumes_to_the_same_manifest(first_run, manifest, rando
     overrides = [f"{k}={v}" for k, v in [("input.source", manifest), ("output.out_dir", out)]]
     config_file = tmp_path / "mine.yaml"
     config_file.write_text(json.dumps(resumed_cfg.model_dump(mode="json")))
+    import ray
+
+    ray.shutdown()  # the module's shared Ray: the `ray stop` below would kill it under us
     proc = subprocess.Popen([sys.executable, "-m", "jobs.mine", "--config", str(config_file), *overrides, "-q"],
                             cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 240

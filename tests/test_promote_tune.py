@@ -15,6 +15,8 @@ from engine.config import ConfigError, load_config
 from engine.registry.promote import GateConfig, judge
 from engine.tune.config import TuneConfig
 
+pytestmark = pytest.mark.usefixtures("one_ray")
+
 CHAMPION = {"event_recall": 1.0, "fp_rate": 0.5, "map50": 0.60}
 
 

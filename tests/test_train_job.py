@@ -20,7 +20,7 @@ from engine.config import ConfigError, load_config
 from engine.train.config import TrainConfig
 from jobs import train
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_ray")]
 
 
 def _config(data, out, *overrides):
@@ -58,18 +58,16 @@ def test_weighted_sampling_on_two_ray_train_workers(tmp_path):
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
+    from engine.raycluster import RayConfig, ray_session
     from engine.train.sampler import WeightedDistributedSampler
 
     weights = [1.0, 2.0, 3.0, 4.0, 0.0]
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import tests/
-    ray.init(address="local", num_cpus=2, include_dashboard=False)
-    try:
+    with ray_session(RayConfig(num_cpus=2)):
         for keep in (False, True):
             TorchTrainer(_sampler_loop, train_loop_config={"weights": weights, "out": str(tmp_path), "keep": keep},
                          scaling_config=ScalingConfig(num_workers=2),
                          run_config=RunConfig(storage_path=str(tmp_path / "ray"), name=f"s{keep}")).fit()
-    finally:
-        ray.shutdown()
     ranks = [json.loads((tmp_path / f"rank{r}-False.json").read_text()) for r in (0, 1)]
     assert {r["sampler"] for r in ranks} == {"WeightedDistributedSampler"}
     for epoch in ("0", "1"):

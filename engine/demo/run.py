@@ -61,6 +61,13 @@ from engine.tune.run import search_hash, stored_search_hash
 
 
 def run_demo(config: DemoConfig) -> dict:
+    from engine.raycluster import one_ray_for_all
+
+    with one_ray_for_all():
+        return _run_steps(config)
+
+
+def _run_steps(config: DemoConfig) -> dict:
     from jobs import build, label, mine, pretrain, scan, synth, train, tune
 
     work = Path(config.work_dir)
