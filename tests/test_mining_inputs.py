@@ -40,6 +40,36 @@ def test_folder_glob_and_single_file(tiny_world):
     assert len(list_inputs(str(videos), EXT, limit=2)) == 2
 
 
+def test_links_in_a_folder_are_listed_and_a_link_to_nowhere_is_an_error_in_the_users_words(tiny_world, tmp_path):
+    import os
+
+    from engine.video.decode import VideoDecodeError, probe_video
+
+    cfg, _ = tiny_world
+    good = Path(cfg.out_dir) / "videos" / "workzone_0000.mp4"
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    os.symlink(good, folder / "linked.mp4")
+    os.symlink(tmp_path / "vanished.mp4", folder / "dangling.mp4")
+    listed = list_inputs(str(folder), EXT)
+    assert [v.key for v in listed] == ["dangling", "linked"], "a link to nowhere is listed, never silently dropped"
+    assert [v.key for v in list_inputs(str(folder / "*.mp4"), EXT)] == ["dangling", "linked"]
+    assert probe_video(str(folder / "linked.mp4")).n_frames > 0
+    with pytest.raises(VideoDecodeError, match=r"a link to a missing file \(.*vanished.mp4\)"):
+        probe_video(str(folder / "dangling.mp4"))
+
+
+def test_decoder_errors_carry_no_cpp_source_paths():
+    from engine.video.decode import decoder_message
+
+    cpp = RuntimeError("[18:41:50] /github/workspace/src/video/ffmpeg/threaded_decoder.cc:218: Check failed: "
+                       "avcodec_send_packet(dec_ctx_.get(), pkt.get()) >= 0 (-1094995529 vs. 0) Thread worker: Error sending packet.")
+    assert decoder_message(cpp) == "corrupt video data: the decoder rejected a packet"
+    assert decoder_message(RuntimeError("Error reading /x/clip.mp4...")) == "not a video FFmpeg can read, or cut short"
+    other = decoder_message(RuntimeError("[10:00:00] /src/video/video_reader.cc:12: Check failed: width > 0\nmore"))
+    assert other == "width > 0"
+
+
 def test_manifest_carries_labels_and_metadata(tiny_world):
     cfg, _ = tiny_world
     inputs = list_inputs(str(Path(cfg.out_dir) / "videos.parquet"), EXT)

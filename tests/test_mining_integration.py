@@ -85,6 +85,8 @@ def test_every_input_is_processed_or_errored(first_run, bad_videos):
     assert errors[str(bad_videos["text"])].startswith("cannot open as video")
     assert errors[str(bad_videos["truncated"])].startswith("cannot open as video")
     assert errors[str(bad_videos["corrupt"])].startswith("decode failed")
+    assert not any(".cc:" in reason or "Check failed" in reason for reason in errors.tolist()), \
+        "the user's words, not the decoder's C++ source"
 
 
 def test_outputs_are_complete_and_named_safely(first_run, bad_videos):

@@ -1,4 +1,5 @@
-"""`ray job submit --working-dir .` to a head started with `ray start --head` on loopback."""
+"""`ray job submit --working-dir .` to a head started with `ray start --head` on loopback, with
+Ray's token authentication on, as docs/mining.md gives the commands."""
 
 from __future__ import annotations
 
@@ -36,19 +37,29 @@ def test_mine_as_a_submitted_ray_job(tiny_world, tmp_path):
     build_detector("quarry-yolo-tiny.yaml", ["cone", "barrel", "sign", "barrier"]).save(str(detector))
     temp_dir = tempfile.mkdtemp(prefix="/tmp/qr")  # Ray's socket paths must stay short
     port, dash = _free_port(), _free_port()
-    # a local head for `ray job submit`: no auth token (ENVIRONMENT.md), loopback only
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
-    env.pop("RAY_ADDRESS", None)
+    # as docs/mining.md: token auth on (the token generated once into ~/.ray/auth_token, here a
+    # private HOME), the venv first on the head's PATH so that the job's `python` is the venv's
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {**os.environ, "HOME": str(home), "RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0",
+           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    for key in ("RAY_ADDRESS", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
+        env.pop(key, None)
     try:
+        token = subprocess.run([RAY, "get-auth-token", "--generate"], env=env, capture_output=True, text=True, timeout=60)
+        assert token.returncode == 0 and (home / ".ray" / "auth_token").is_file(), token.stderr
         start = subprocess.run([RAY, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
                                 "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--num-cpus=2",
                                 f"--temp-dir={temp_dir}", "--disable-usage-stats"],
                                env=env, capture_output=True, text=True, timeout=120)
         assert start.returncode == 0, start.stderr[-3000:]
+        refused = subprocess.run([RAY, "job", "list", f"--address=http://127.0.0.1:{dash}"],
+                                 env={**env, "RAY_AUTH_TOKEN": "not-the-token"}, capture_output=True, text=True, timeout=120)
+        assert refused.returncode != 0, "a client without the cluster's token is turned away"
         out = tmp_path / "mine-out"
         submit = subprocess.run(
             [RAY, "job", "submit", f"--address=http://127.0.0.1:{dash}", f"--working-dir={REPO}", "--",
-             sys.executable, "-m", "jobs.mine", "--config", "configs/mine.yaml",
+             "python", "-m", "jobs.mine", "--config", "configs/mine.yaml",
              f"input.source={Path(cfg.out_dir) / 'videos.parquet'}", f"output.out_dir={out}",
              f"scoring.detector.source={detector}", "scoring.detector.conf_threshold=0.001",
              "scoring.cue_conf=0.001", "gate.min_cue_kinds=1", "gate.min_frames=1", "scoring.max_actors=1", "-q"],

@@ -95,6 +95,12 @@ def _from_manifest(source: str, known_keys: dict[str, str] | None) -> list[Video
     return [VideoInput(u, k, l, m) for u, k, l, m in zip(uris, assign_keys(uris, known_keys), labels, metadata)]
 
 
+def _listed_file(path: Path) -> bool:
+    """A file to mine: a regular file, or a link to nowhere (kept so that it ends as an error row
+    naming it, not silently missing from the count)."""
+    return path.is_file() or (path.is_symlink() and not path.exists())
+
+
 def list_inputs(source: str, extensions: list[str], limit: int | None = None,
                 known_keys: dict[str, str] | None = None) -> list[VideoInput]:
     """Resolve `source` to a sorted list of inputs; raise ConfigError naming it if it matches nothing."""
@@ -105,9 +111,9 @@ def list_inputs(source: str, extensions: list[str], limit: int | None = None,
         if is_remote(source):
             uris = _list_remote(source, extensions)
         elif any(ch in source for ch in "*?["):
-            uris = sorted(p for p in glob.glob(source, recursive=True) if Path(p).is_file())
+            uris = sorted(p for p in glob.glob(source, recursive=True) if _listed_file(Path(p)))
         elif Path(local_path(source)).is_dir():
-            uris = sorted(str(p) for p in Path(local_path(source)).rglob("*") if p.is_file() and p.suffix.lower() in extensions)
+            uris = sorted(str(p) for p in Path(local_path(source)).rglob("*") if _listed_file(p) and p.suffix.lower() in extensions)
         elif Path(local_path(source)).is_file():
             uris = [local_path(source)]
         else:

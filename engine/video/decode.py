@@ -7,6 +7,8 @@ the file and the reason, so the mining job can put it in its errors table.
 
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -34,14 +36,25 @@ class VideoInfo:
     height: int
 
 
-def _first_line(exc: Exception) -> str:
-    """FFmpeg/decord messages are long C++ traces; keep the part a user can act on."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text.rsplit("] ", 1)[-1][:200]
+# decord's messages carry its C++ source (`[18:41:50] /github/workspace/src/video/video_reader.cc:83: `)
+_CPP_SOURCE = re.compile(r"(\[\d\d:\d\d:\d\d\] )?\S+\.(cc|cpp|h):\d+: (Check failed: )?")
+
+
+def decoder_message(exc: Exception) -> str:
+    """A decoder's exception in the user's words: no C++ source paths, no FFmpeg internals."""
+    text = str(exc).strip()
+    if "avcodec_send_packet" in text or "Error sending packet" in text:
+        return "corrupt video data: the decoder rejected a packet"
+    if text.startswith("Error reading") or "ERROR opening" in text:
+        return "not a video FFmpeg can read, or cut short"
+    first = text.splitlines()[0] if text else type(exc).__name__
+    return _CPP_SOURCE.sub("", first)[:200]
 
 
 def _check_file(path: str) -> None:
     p = Path(path)
+    if p.is_symlink() and not p.exists():
+        raise VideoDecodeError(path, f"a link to a missing file ({os.readlink(p)})")
     if not p.exists():
         raise VideoDecodeError(path, "file not found")
     if p.is_dir():
@@ -53,11 +66,12 @@ def _check_file(path: str) -> None:
 def _decord_reader(path: str, size: tuple[int, int] | None):
     import decord
 
+    decord.logging.set_level(decord.logging.QUIET)  # FFmpeg's per-packet complaints; the error row says what failed
     width, height = size if size else (-1, -1)
     try:
         return decord.VideoReader(path, ctx=decord.cpu(0), width=width, height=height, num_threads=1)
     except Exception as exc:  # decord raises DECORDError / RuntimeError with FFmpeg's text
-        raise VideoDecodeError(path, f"cannot open as video ({_first_line(exc)})") from None
+        raise VideoDecodeError(path, f"cannot open as video ({decoder_message(exc)})") from None
 
 
 def probe_video(path: str, backend: str = "decord") -> VideoInfo:
@@ -79,7 +93,7 @@ def probe_video(path: str, backend: str = "decord") -> VideoInfo:
     try:
         height, width = reader[0].shape[:2]
     except Exception as exc:
-        raise VideoDecodeError(path, f"decode failed at frame 0 ({_first_line(exc)})") from None
+        raise VideoDecodeError(path, f"decode failed at frame 0 ({decoder_message(exc)})") from None
     return VideoInfo(len(reader), float(reader.get_avg_fps()), int(width), int(height))
 
 
@@ -135,5 +149,5 @@ def decode_frames(path: str, frames: Sequence[int], size: tuple[int, int] | None
         try:
             batch = reader.get_batch(chunk).asnumpy()
         except Exception as exc:
-            raise VideoDecodeError(path, f"decode failed at frames {chunk[0]}-{chunk[-1]} ({_first_line(exc)})") from None
+            raise VideoDecodeError(path, f"decode failed at frames {chunk[0]}-{chunk[-1]} ({decoder_message(exc)})") from None
         yield np.array(chunk), batch
