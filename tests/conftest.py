@@ -13,6 +13,45 @@ import pytest
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's package (make test installs it)
 
+# The reliability suite: tests marked `@pytest.mark.reliability(kind)` are its cases; the
+# counts by kind are printed at the end of every run.
+RELIABILITY_KINDS = ("bad input", "bad config", "fault", "resume", "refusal", "security")
+_reliability: dict[str, tuple[str, str]] = {}  # test id -> (kind, outcome)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "reliability(kind): a case of the reliability suite, counted at the end")
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        marker = item.get_closest_marker("reliability")
+        if marker and (len(marker.args) != 1 or marker.args[0] not in RELIABILITY_KINDS):
+            raise pytest.UsageError(f"{item.nodeid}: reliability(kind) takes one of {RELIABILITY_KINDS}")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = (yield).get_result()
+    marker = item.get_closest_marker("reliability")
+    if marker and (report.when == "call" or report.failed or report.skipped):
+        if report.when == "call" or item.nodeid not in _reliability:  # a failed set-up counts as a failed case
+            _reliability[item.nodeid] = (marker.args[0], report.outcome)
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not _reliability:
+        return
+    write = terminalreporter.write_line
+    outcomes = list(_reliability.values())
+    passed = sum(outcome == "passed" for _, outcome in outcomes)
+    terminalreporter.section("reliability suite")
+    write(f"{len(outcomes)} cases tried, {passed} passed, {len(outcomes) - passed} not passed")
+    for kind in RELIABILITY_KINDS:
+        cases = [outcome for k, outcome in outcomes if k == kind]
+        if cases:
+            write(f"  {kind:<11} {len(cases):>3} tried, {cases.count('passed'):>3} passed")
+
 
 @contextmanager
 def chromium_page(url: str):

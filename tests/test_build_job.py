@@ -90,6 +90,7 @@ def test_coco_export_loads_in_pycocotools_with_the_right_counts(inputs, tmp_path
     assert sum(len(t["predictions"][0]["result"]) for t in tasks) == int(samples.n_objects.sum())
 
 
+@pytest.mark.reliability("bad input")
 def test_a_bad_label_line_and_a_missing_image_are_error_rows(inputs, tmp_path):
     work, root = inputs
     broken = tmp_path / "label"

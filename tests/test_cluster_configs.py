@@ -17,6 +17,7 @@ from engine.config import load_config
 CLUSTER = Path(__file__).resolve().parents[1] / "configs" / "cluster"
 
 
+@pytest.mark.reliability("security")
 def test_cluster_yaml_passes_rays_schema_and_its_preparation():
     import jsonschema
     import ray.autoscaler

@@ -20,6 +20,7 @@ def test_parse_override_types():
     assert parse_override("a=") == (["a"], "")
 
 
+@pytest.mark.reliability("bad config")
 @pytest.mark.parametrize("bad", ["novalue", "=3", "a..b=1", ".a=1"])
 def test_parse_override_rejects_malformed(bad):
     with pytest.raises(ConfigError, match="dotted.key=value"):
@@ -33,6 +34,7 @@ def test_apply_overrides_nests_and_does_not_mutate():
     assert base == {"a": {"b": 1}}
 
 
+@pytest.mark.reliability("bad config")
 def test_override_into_a_value_is_an_error():
     with pytest.raises(ConfigError, match="seed is a value"):
         apply_overrides({"seed": 1}, ["seed.x=2"])
@@ -46,12 +48,14 @@ def test_yaml_plus_overrides(tmp_path: Path):
     assert cfg.videos.n_lookalike == SynthConfig().videos.n_lookalike
 
 
+@pytest.mark.reliability("bad config")
 def test_unknown_key_names_the_key(tmp_path: Path):
     with pytest.raises(ConfigError) as err:
         load_config(SynthConfig, None, ["videos.n_work_zone=3"])
     assert "unknown key videos.n_work_zone" in str(err.value)
 
 
+@pytest.mark.reliability("bad config")
 def test_wrong_type_names_key_value_and_expectation():
     with pytest.raises(ConfigError) as err:
         load_config(SynthConfig, None, ["videos.fps=fast"])
@@ -59,6 +63,7 @@ def test_wrong_type_names_key_value_and_expectation():
     assert "videos.fps = 'fast'" in text and "integer" in text
 
 
+@pytest.mark.reliability("bad config")
 def test_out_of_range_value_is_an_error():
     with pytest.raises(ConfigError) as err:
         load_config(SynthConfig, None, ["videos.width_px=255", "detection.background_fraction=1.5"])
@@ -67,6 +72,7 @@ def test_out_of_range_value_is_an_error():
     assert "detection.background_fraction = 1.5" in text and "less than or equal to 1" in text
 
 
+@pytest.mark.reliability("bad config")
 def test_missing_and_malformed_files(tmp_path: Path):
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(SynthConfig, tmp_path / "nope.yaml")
@@ -156,6 +162,7 @@ def test_a_file_section_merges_into_the_defaults(tmp_path: Path):
     assert load_config(MineConfig, path).scoring.workzone_prompts == ["a cone"]
 
 
+@pytest.mark.reliability("bad config")
 def test_a_rule_across_keys_names_them_without_dumping_the_config():
     from engine.mining.config import MineConfig
 
@@ -184,3 +191,26 @@ def test_a_profile_lies_between_the_defaults_and_the_users_keys(tmp_path: Path):
     assert not from_file.segmenter.enabled
     with pytest.raises(ConfigError, match="profile"):
         load_config(DemoConfig, None, ["profile=fast"])
+
+
+@pytest.mark.reliability("security")
+def test_a_yaml_tag_that_would_run_code_is_refused_not_run(tmp_path: Path):
+    marker = tmp_path / "ran"
+    evil = tmp_path / "evil.yaml"
+    evil.write_text(f"seed: !!python/object/apply:os.system ['touch {marker}']\n")
+    with pytest.raises(ConfigError, match=r"evil.yaml: not valid YAML"):
+        load_config(SynthConfig, evil)
+    assert not marker.exists(), "configs are read with yaml.safe_load"
+
+
+@pytest.mark.reliability("bad config")
+@pytest.mark.parametrize("job", __import__("jobs.cli", fromlist=["job_names"]).job_names())
+def test_every_job_names_an_unknown_or_misplaced_key(job):
+    import importlib
+
+    module = importlib.import_module(f"jobs.{job}")
+    with pytest.raises(ConfigError, match=r"unknown key no_such_key"):
+        load_config(module.CONFIG, None, ["no_such_key=1"])
+    first = next(iter(module.CONFIG.model_fields))
+    with pytest.raises(ConfigError, match=rf"{first}"):
+        load_config(module.CONFIG, None, [f"{first}.no_such_leaf=1"])

@@ -158,6 +158,7 @@ def test_a_rerun_reuses_unchanged_steps_and_redoes_what_an_override_touched(tiny
     # (the work dir keeps this run's scan and segmentation outputs: no later test reads them)
 
 
+@pytest.mark.reliability("security")
 def test_jobs_run_in_one_block_share_one_local_ray_that_stops_after_it(tmp_path):
     import ray
 
@@ -167,6 +168,8 @@ def test_jobs_run_in_one_block_share_one_local_ray_that_stops_after_it(tmp_path)
     with one_ray_for_all():
         with ray_session(RayConfig(num_cpus=1)):
             first = ray.get_runtime_context().get_job_id()
+            dashboard = ray._private.worker._global_node.webui_url  # on: Tune needs its state API
+            assert dashboard and dashboard.split(":")[0] == "127.0.0.1", "the dashboard listens on loopback only"
         assert ray.is_initialized(), "kept for the next job"
         with ray_session(RayConfig(num_cpus=1)):
             assert ray.get_runtime_context().get_job_id() == first, "joined, not started again"

@@ -61,6 +61,7 @@ def test_help_lists_every_job(capsys):
         assert f"  {name} " in out
 
 
+@pytest.mark.reliability("bad config")
 def test_unknown_job_and_bad_override_exit_2(capsys):
     assert cli.main(["nosuchjob"]) == 2
     assert "unknown job 'nosuchjob'" in capsys.readouterr().err
@@ -103,6 +104,7 @@ def test_synth_job_writes_resolved_config(tmp_path, capsys):
     assert resolved["videos"]["n_workzone"] == 1 and resolved["out_dir"] == str(tmp_path)
 
 
+@pytest.mark.reliability("bad config")
 def test_python_dash_m_names_the_job_in_errors():
     proc = subprocess.run([sys.executable, "-m", "jobs.mine", "decode.width_px=100"], capture_output=True, text=True,
                           cwd=REPO, timeout=120)

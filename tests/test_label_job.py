@@ -81,6 +81,7 @@ def test_truth_report_agrees_with_a_hand_count(video_run):
     assert matches_real_object(probe, truth).tolist() == [True, False]
 
 
+@pytest.mark.reliability("resume")
 def test_rerun_skips_done_sources_and_a_rule_change_redoes_them(video_run, tiny_demo):
     cfg, first = video_run
     again = label.run(cfg)
@@ -92,6 +93,7 @@ def test_rerun_skips_done_sources_and_a_rule_change_redoes_them(video_run, tiny_
     label.run(cfg)  # back, for the other tests
 
 
+@pytest.mark.reliability("bad input")
 def test_candidates_manifest_with_missing_and_unreadable_images(tiny_demo, tmp_path):
     config, result = tiny_demo
     mine_out = Path(result["steps"]["mine"]["out_dir"])

@@ -17,6 +17,7 @@ from engine.video.decode import decode_frames, probe_video
 EXT = [".mp4"]
 
 
+@pytest.mark.reliability("security")
 def test_safe_keys_and_collisions():
     assert safe_key("clip 01") == "clip_01"
     assert safe_key("..a..b") == "_a_b"
@@ -40,6 +41,7 @@ def test_folder_glob_and_single_file(tiny_world):
     assert len(list_inputs(str(videos), EXT, limit=2)) == 2
 
 
+@pytest.mark.reliability("bad input")
 def test_links_in_a_folder_are_listed_and_a_link_to_nowhere_is_an_error_in_the_users_words(tiny_world, tmp_path):
     import os
 
@@ -59,6 +61,7 @@ def test_links_in_a_folder_are_listed_and_a_link_to_nowhere_is_an_error_in_the_u
         probe_video(str(folder / "dangling.mp4"))
 
 
+@pytest.mark.reliability("bad input")
 def test_decoder_errors_carry_no_cpp_source_paths():
     from engine.video.decode import decoder_message
 
@@ -78,6 +81,7 @@ def test_manifest_carries_labels_and_metadata(tiny_world):
     assert Path(first.uri).is_file(), "relative URIs resolve against the manifest's folder"
 
 
+@pytest.mark.reliability("bad input")
 def test_manifest_and_source_errors(tmp_path):
     bad = tmp_path / "m.csv"
     pd.DataFrame({"path": ["a.mp4"]}).to_csv(bad, index=False)

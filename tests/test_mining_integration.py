@@ -75,6 +75,7 @@ def first_run(manifest, random_detector, tmp_path_factory):
     return cfg, mine.run(cfg)
 
 
+@pytest.mark.reliability("bad input")
 def test_every_input_is_processed_or_errored(first_run, bad_videos):
     cfg, summary = first_run
     io = summary["inputs"]
@@ -89,6 +90,7 @@ def test_every_input_is_processed_or_errored(first_run, bad_videos):
         "the user's words, not the decoder's C++ source"
 
 
+@pytest.mark.reliability("security")
 def test_outputs_are_complete_and_named_safely(first_run, bad_videos):
     cfg, summary = first_run
     out = Path(cfg.output.out_dir)
@@ -136,6 +138,7 @@ def test_run_is_tracked_in_mlflow(first_run):
     assert {"summary.json", "candidates.csv", "config.resolved.yaml"} <= artifacts
 
 
+@pytest.mark.reliability("resume")
 def test_rerun_skips_done_videos_and_gives_the_same_manifest(first_run):
     cfg, summary = first_run
     before = pd.read_parquet(cfg.output.out_dir / "candidates.parquet")
@@ -171,6 +174,7 @@ class ScorerKiller(threading.Thread):
             time.sleep(0.05)
 
 
+@pytest.mark.reliability("fault")
 def test_killed_scoring_actor_gives_the_same_candidates(first_run, manifest, random_detector, tmp_path):
     cfg, _ = first_run
     killed_cfg = mine_config(manifest, random_detector, tmp_path / "out")
@@ -190,6 +194,7 @@ def test_killed_scoring_actor_gives_the_same_candidates(first_run, manifest, ran
     pd.testing.assert_frame_equal(_comparable(got), _comparable(expected))
 
 
+@pytest.mark.reliability("resume")
 def test_interrupted_run_resumes_to_the_same_manifest(first_run, manifest, random_detector, tmp_path):
     cfg, _ = first_run
     out = tmp_path / "out"
@@ -217,6 +222,7 @@ def test_interrupted_run_resumes_to_the_same_manifest(first_run, manifest, rando
     pd.testing.assert_frame_equal(_comparable(pd.read_parquet(out / "candidates.parquet")), _comparable(expected))
 
 
+@pytest.mark.reliability("bad config")
 def test_unloadable_detector_is_a_clear_error(manifest, tmp_path):
     from engine.models import ModelError
 
@@ -242,6 +248,7 @@ def test_decode_in_tasks_layout_gives_the_same_candidates(first_run, manifest, r
         assert np.allclose(got[column], expected[column], atol=1e-4)
 
 
+@pytest.mark.reliability("resume")
 def test_retrained_checkpoint_and_a_new_error_are_never_hidden_by_old_results(manifest, tmp_path):
     """Retrain base.pt in place: the rerun redoes every video. Then a config under which the
     videos fail: their errors replace the old candidates. Then back: they succeed again."""
@@ -283,6 +290,7 @@ def test_retrained_checkpoint_and_a_new_error_are_never_hidden_by_old_results(ma
     pd.testing.assert_frame_equal(pd.read_parquet(out / "candidates.parquet"), after)
 
 
+@pytest.mark.reliability("bad config")
 def test_cue_classes_that_cannot_gate_are_config_errors_before_any_work(manifest, random_detector, tmp_path):
     cfg = mine_config(manifest, random_detector, tmp_path / "out")
     cfg.gate.min_cue_kinds = 5

@@ -90,6 +90,7 @@ def test_plan_chunks_splits_frame_ranges(tiny_world):
     assert empty[0]["error"].startswith("no frames")
 
 
+@pytest.mark.reliability("bad input")
 def test_plan_chunks_turns_bad_files_into_error_rows(tmp_path):
     bad = tmp_path / "notes.mp4"
     bad.write_text("this is text, not a video")
@@ -118,6 +119,7 @@ def test_scorer_emits_frame_rows_then_chunk_end(tiny_world):
     assert not any(out[c].dtype == object and c not in ("row_kind", "video_key", "boxes_json", "error") for c in out)
 
 
+@pytest.mark.reliability("bad input")
 def test_scorer_passes_probe_errors_through(tmp_path):
     scorer = _scorer()
     task = {"uri": "x", "video_key": "x", "fps": 0.0, "first_frame": 0, "last_frame": 0, "chunk_index": 0,
@@ -126,6 +128,7 @@ def test_scorer_passes_probe_errors_through(tmp_path):
     assert out.row_kind.tolist() == ["error"] and out.error.tolist() == ["file not found"]
 
 
+@pytest.mark.reliability("bad input")
 def test_truncated_and_corrupt_videos_become_error_rows(bad_videos):
     scorer = _scorer()
     (task,) = plan_chunks({"uri": str(bad_videos["truncated"]), "key": "t"}, scorer.decode.model_dump())
@@ -156,6 +159,7 @@ def test_assembler_waits_for_every_chunk_and_row():
     assert list(asm.pending) == ["b"]
 
 
+@pytest.mark.reliability("bad input")
 def test_a_video_whose_chunks_end_without_frames_is_an_error(listed_but_undecodable_video):
     """PyAV probes the cut file's full frame count, then decodes nothing past the cut: every
     chunk ends with 0 rows. The video must become an error, not crash the driver."""

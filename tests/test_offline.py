@@ -75,6 +75,7 @@ def test_tiny_detector_has_requested_classes():
     assert n_params < 1_500_000
 
 
+@pytest.mark.reliability("bad config")
 def test_clip_and_segmenter_errors(tmp_path):
     with pytest.raises(ModelError, match="unknown CLIP architecture"):
         build_clip(ClipSpec(arch="no-such-clip"))
@@ -96,3 +97,19 @@ def test_segmenter_checkpoint_round_trip(tmp_path):
     x = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
         assert torch.allclose(model(x), again(x))
+
+
+class _NotWeights:
+    """A pickled object in a checkpoint: loading it would run code."""
+
+
+@pytest.mark.reliability("security")
+def test_checkpoints_holding_more_than_weights_are_refused_by_name(tmp_path):
+    import torch
+
+    evil = tmp_path / "evil.pt"
+    torch.save({"state_dict": {"w": torch.zeros(1)}, "extra": _NotWeights()}, evil)
+    with pytest.raises(ModelError, match=r"evil.pt: refused: it holds more than weights"):
+        build_segmenter(SegmenterSpec(checkpoint=evil))
+    with pytest.raises(ModelError, match=r"evil.pt: refused: it holds more than weights"):
+        build_clip(ClipSpec(checkpoint=evil))

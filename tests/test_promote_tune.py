@@ -31,16 +31,19 @@ def test_the_gate_passes_when_every_rule_holds():
     ({"event_recall": 1.0, "fp_rate": 0.45, "map50": 0.7}, "fp"),  # lower, but not by the 20 % margin
     ({"event_recall": 1.0, "fp_rate": 0.1, "map50": 0.58}, "map"),  # more than 0.01 below
 ])
+@pytest.mark.reliability("refusal")
 def test_the_gate_fails_each_rule_alone(challenger, failing):
     rules = judge(GateConfig(fp_margin=0.2), challenger, CHAMPION)
     assert [r["rule"] for r in rules if not r["passed"]] == [failing]
 
 
+@pytest.mark.reliability("refusal")
 def test_without_a_champion_only_recall_is_judged():
     assert [r["rule"] for r in judge(GateConfig(), {"event_recall": 0.97}, None)] == ["recall"]
     assert not judge(GateConfig(), {"event_recall": 0.9}, None)[0]["passed"]
 
 
+@pytest.mark.reliability("bad config")
 def test_a_gate_metric_that_was_not_evaluated_is_a_config_error():
     with pytest.raises(ConfigError, match="event_recall"):
         judge(GateConfig(), {"frame_recall": 1.0}, None)
@@ -58,6 +61,7 @@ def test_the_objective_adds_the_recall_shortfall_and_subtracts_the_tiebreak():
         objective(metrics, ObjectiveConfig(constraint_metric="val_recal"))
 
 
+@pytest.mark.reliability("bad config")
 def test_a_search_space_key_outside_the_training_config_is_rejected():
     with pytest.raises(ConfigError, match="detect.fp_penalti"):
         load_config(TuneConfig, None, ["space=[{key: detect.fp_penalti, kind: uniform, low: 0, high: 1}]"])
@@ -88,6 +92,7 @@ def test_the_demo_search_ran_two_trials_as_child_runs_and_registered_a_challenge
     assert version.tags["quarry.best_trial"] == tune["best"]["trial"]
 
 
+@pytest.mark.reliability("resume")
 def test_a_finished_search_resumes_without_training_or_registering_again(tiny_demo):
     from engine.tune.run import run_tuning
 
@@ -141,6 +146,7 @@ def test_promotion_decision_is_tagged_and_a_fresh_process_loads_the_champion(tin
     assert int(out.stdout.strip().splitlines()[-1]) >= 0
 
 
+@pytest.mark.reliability("refusal")
 def test_a_copy_of_the_champion_as_challenger_is_refused_and_a_rerun_changes_nothing(tiny_demo, tmp_path, capsys):
     from engine.registry.models import register_as
     from engine.registry.resolve import weights_of

@@ -101,6 +101,7 @@ def test_bulk_categorise_by_rules_then_clip_keeps_earlier_answers(manifest, tiny
              "categorise.rules=[{category: orange_trucks, where: 'no such column > 1'}]")
 
 
+@pytest.mark.reliability("resume")
 @pytest.mark.slow
 def test_interactive_categorise_through_a_terminal_saves_each_answer_and_resumes(manifest):
     import pexpect

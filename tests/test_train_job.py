@@ -204,6 +204,7 @@ class WorkerKiller(threading.Thread):
             time.sleep(0.1)
 
 
+@pytest.mark.reliability("fault")
 def test_a_killed_worker_resumes_from_the_last_checkpoint(tiny_dataset, tmp_path):
     data, work = tiny_dataset
     cfg = _config(data, tmp_path / "out", f"detect.model={work / 'base' / 'base.pt'}", "detect.epochs=3",
@@ -220,6 +221,7 @@ def test_a_killed_worker_resumes_from_the_last_checkpoint(tiny_dataset, tmp_path
     assert [h["epoch"] for h in history] == [1, 2, 3], "every epoch counted once"
 
 
+@pytest.mark.reliability("resume")
 def test_resume_from_a_stopped_run_continues_where_it_stopped(trained, tiny_dataset, tmp_path, monkeypatch):
     cfg, summary = trained
     more = cfg.model_copy(deep=True)

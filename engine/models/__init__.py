@@ -12,6 +12,14 @@ class ModelError(ValueError):
     """A model could not be built from what the user named; the message says why."""
 
 
+def not_plain_weights(path, exc: Exception) -> ModelError:
+    """A checkpoint that `torch.load(weights_only=True)` refused: it pickles more than tensors
+    (code could run on load), so Quarry does not open it."""
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return ModelError(f"{path}: refused: it holds more than weights and is loaded only with "
+                      f"torch.load(weights_only=True) ({reason[:160]})")
+
+
 def resolve_device(device: str) -> str:
     """`auto` means the first CUDA device when there is one, else the CPU."""
     if device != "auto":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import pickle
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from engine.config import Section
-from engine.models import ModelError, resolve_device, seeded_init
+from engine.models import ModelError, not_plain_weights, resolve_device, seeded_init
 from engine.offline import enable_offline
 
 TINY_CLIP_CONFIG = Path(__file__).parent / "archs" / "quarry-tiny-clip.json"
@@ -95,6 +96,8 @@ def build_clip(spec: ClipSpec) -> ClipModel:
                 arch, pretrained=pretrained, device=resolve_device(spec.device), image_resize_mode=resize_mode)
     except RuntimeError as exc:  # e.g. a pretrained tag not in the offline cache
         raise ModelError(f"cannot build CLIP {arch} with pretrained={pretrained!r}: {exc}") from None
+    except pickle.UnpicklingError as exc:  # open_clip loads checkpoints with weights_only=True
+        raise not_plain_weights(pretrained, exc) from None
     model.eval()
     return ClipModel(model=model, preprocess=preprocess, tokenizer=open_clip.get_tokenizer(arch), arch=arch)
 

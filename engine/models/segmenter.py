@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 from pydantic import Field
 
 from engine.config import Section
-from engine.models import ModelError, seeded_init
+from engine.models import ModelError, not_plain_weights, seeded_init
 
 
 class SegmenterSpec(Section):
@@ -36,7 +37,10 @@ def build_segmenter(spec: SegmenterSpec):
     if spec.checkpoint is not None:
         if not Path(spec.checkpoint).is_file():
             raise ModelError(f"segmenter checkpoint not found: {spec.checkpoint}")
-        state = torch.load(spec.checkpoint, map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(spec.checkpoint, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as exc:
+            raise not_plain_weights(spec.checkpoint, exc) from None
         if isinstance(state, dict) and "state_dict" in state:
             state = state["state_dict"]
         try:
