@@ -3,6 +3,7 @@ by `ray job submit`), or a new local Ray that the job stops when it is done."""
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from contextlib import contextmanager
@@ -37,9 +38,23 @@ def init_ray(cfg: RayConfig, dashboard: bool = False) -> bool:
     if cfg.address or os.environ.get("RAY_ADDRESS"):
         ray.init(address=cfg.address, runtime_env=env, log_to_driver=True)
     else:  # "local" ignores a stale ray_current_cluster file left by `ray stop`
+        _warn_of_other_rays()
         ray.init(address="local", num_cpus=cfg.num_cpus, runtime_env=env, include_dashboard=dashboard,
                  **({"dashboard_host": "127.0.0.1"} if dashboard else {}))
     return True
+
+
+def _warn_of_other_rays() -> None:
+    """Ray Train's placement-group cleaner finds its cluster by looking for Ray processes on the
+    machine; next to another Ray it stops ("Found multiple active Ray instances") and training
+    never ends. Say so before starting a second Ray."""
+    from ray._private.services import find_gcs_addresses
+
+    others = sorted(find_gcs_addresses())
+    if others:
+        logging.getLogger(__name__).warning(
+            "another Ray runs on this machine (%s): a job's own local Ray next to it cannot run Ray Train; "
+            "submit to it (ray job submit, or ray.address / RAY_ADDRESS) or stop it (ray stop)", ", ".join(others))
 
 
 @contextmanager

@@ -31,10 +31,13 @@ def _folder_bytes(path: Path) -> int:
 
 
 @pytest.fixture(scope="module")
-def head(tmp_path_factory):
+def head(tmp_path_factory, tiny_dataset):
     """A local head as docs/mining.md starts it: token auth on (the token generated once into
     ~/.ray/auth_token, here a private HOME), the venv first on its PATH so that a job's `python`
-    is the venv's. Yields the client's environment, the dashboard URL and Ray's temp dir."""
+    is the venv's. Yields the client's environment, the dashboard URL and Ray's temp dir.
+    The tiny demo's set is built first: with two Ray instances on one machine, Ray Train's
+    placement-group cleaner cannot tell which to ask ("Found multiple active Ray instances")
+    and the demo's training never ends."""
     temp_dir = tempfile.mkdtemp(prefix="/tmp/qr")  # Ray's socket paths must stay short
     port, dash = _free_port(), _free_port()
     home = tmp_path_factory.mktemp("home")
