@@ -48,8 +48,10 @@ def _warn_of_other_rays() -> None:
     """Ray Train's placement-group cleaner finds its cluster by looking for Ray processes on the
     machine; next to another Ray it stops ("Found multiple active Ray instances") and training
     never ends. Say so before starting a second Ray."""
-    from ray._private.services import find_gcs_addresses
-
+    try:  # Ray's own process scan (a private helper: a Ray without it only loses the warning)
+        from ray._private.services import find_gcs_addresses
+    except ImportError:
+        return
     others = sorted(find_gcs_addresses())
     if others:
         logging.getLogger(__name__).warning(
