@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, TypeVar, get_args
+from typing import Any, Callable, TypeVar, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -129,11 +129,13 @@ def default_data(model: type[T]) -> dict[str, Any]:
     return model().model_dump(mode="json")
 
 
-def load_config(model: type[T], path: Path | str | None = None, overrides: list[str] | None = None) -> T:
+def load_config(model: type[T], path: Path | str | None = None, overrides: list[str] | None = None,
+                prepare: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> T:
     """Build a `model` from its defaults, then an optional YAML file, then dotted overrides;
     raise ConfigError. Each layer changes only the keys it names. A model with `PROFILES`
     (name -> overrides) and a `profile` key gets that profile's overrides laid over its
-    defaults, under the file and the overrides."""
+    defaults, under the file and the overrides. `prepare` may rewrite the layered data just
+    before validation (the object-store mirror replaces remote URIs by local paths there)."""
     file_data = read_yaml(Path(path)) if path else {}
 
     def layered(profile: list[str]) -> dict[str, Any]:
@@ -150,7 +152,7 @@ def load_config(model: type[T], path: Path | str | None = None, overrides: list[
     if overrides:
         source += " + overrides"
     try:
-        return model.model_validate(data)
+        return model.model_validate(prepare(data) if prepare else data)
     except ValidationError as exc:
         raise ConfigError(describe_errors(exc, source)) from None
 

@@ -20,6 +20,11 @@ CONFIG = BuildConfig
 SUMMARY = "build a YOLO or segmentation training set with sampling weights from hard negatives"
 
 
+def remote_keys(data: dict) -> tuple[list[str], list[str]]:
+    """Object-store keys (engine/staging.py): each table brings the folder its rows point into."""
+    return ["detect.base_data", "detect.labels", "detect.candidates", "segment.index", "segment.hard_negatives"], ["out_dir"]
+
+
 def run(config: BuildConfig) -> dict:
     write_resolved_config(config, config.out_dir)
     return run_build(config)

@@ -5,7 +5,8 @@ Every job module defines `CONFIG` (its pydantic config model), `SUMMARY` (one li
 a human report (otherwise the summary is printed as JSON). A job with subcommands names the
 config key they set in `SUBCOMMAND` (`quarry review stats` == `quarry review command=stats`).
 This module parses `--config FILE` and dotted `key=value` overrides, validates them before any
-work, writes nothing itself, and turns `ConfigError`/`ModelError` into a one-line message and
+work, writes nothing itself (object-store URIs under a job's `remote_keys()` go through a local
+mirror: engine/staging.py), and turns `ConfigError`/`ModelError` into a one-line message and
 exit code 2 (`Refused`, a job that decided no, into exit code 3).
 """
 
@@ -24,6 +25,7 @@ import jobs
 from engine.config import ConfigError, load_config
 from engine.errors import Refused
 from engine.models import ModelError
+from engine.staging import Staging
 
 NOT_JOBS = {"cli"}
 
@@ -62,11 +64,13 @@ def run_job(module: ModuleType, argv: list[str] | None = None, prog: str | None 
     if subcommand and overrides and "=" not in overrides[0]:  # `quarry review stats ...`
         overrides[0] = f"{subcommand}={overrides[0]}"
     try:
-        config = load_config(module.CONFIG, args.config, overrides)
         if args.print_config:
-            print(json.dumps(config.model_dump(mode="json"), indent=2))
+            print(json.dumps(load_config(module.CONFIG, args.config, overrides).model_dump(mode="json"), indent=2))
             return 0
-        summary = module.run(config)
+        staging = Staging(getattr(module, "remote_keys", None))
+        config = load_config(module.CONFIG, args.config, overrides, prepare=staging.localise)
+        with staging:
+            summary = module.run(config)
     except (ConfigError, ModelError) as exc:
         print(f"quarry {name}: {exc}", file=sys.stderr)
         return 2
@@ -75,6 +79,8 @@ def run_job(module: ModuleType, argv: list[str] | None = None, prog: str | None 
         return exc.exit_code
     formatter = getattr(module, "format_summary", None)
     print(formatter(summary) if formatter else json.dumps(summary, indent=2, default=str))
+    for line in staging.stored():
+        print(line)
     return 0
 
 

@@ -20,6 +20,12 @@ CONFIG = EvaluateConfig
 SUMMARY = "evaluate models side by side on held-out frames, videos or segmentation images; HTML report"
 
 
+def remote_keys(data: dict) -> tuple[list[str], list[str]]:
+    """Object-store keys (engine/staging.py): the world, a video manifest, model files (registry
+    URIs are not store URIs and pass through), the events cache and the report folder."""
+    return ["world", "videos", "models.*.source"], ["out_dir", "events_dir"]
+
+
 def run(config: EvaluateConfig) -> dict:
     write_resolved_config(config, config.out_dir)
     result = run_evaluation(config)

@@ -22,6 +22,13 @@ CONFIG = LabelConfig
 SUMMARY = "pseudo-label frames, dropping false-alarm boxes by rule (Ray Data)"
 
 
+def remote_keys(data: dict) -> tuple[list[str], list[str]]:
+    """Object-store keys (engine/staging.py): video and candidate sources are read from the store
+    by the tasks; an image folder is mirrored."""
+    inputs = ["detector.source", "ground_truth"] + (["input.source"] if data.get("input", {}).get("kind") == "images" else [])
+    return inputs, ["output.out_dir"]
+
+
 def run(config: LabelConfig) -> dict:
     check_detector_source(config.detector.source)
     write_resolved_config(config, config.output.out_dir)

@@ -23,6 +23,12 @@ CONFIG = MineConfig
 SUMMARY = "mine candidate frames from videos (Ray Data, detector + CLIP, temporal gate)"
 
 
+def remote_keys(data: dict) -> tuple[list[str], list[str]]:
+    """Object-store keys (engine/staging.py): the detector and the output folder; the videos are
+    read from the store by the scoring tasks themselves."""
+    return ["scoring.detector.source"], ["output.out_dir"]
+
+
 def run(config: MineConfig) -> dict:
     check_detector_source(config.scoring.detector.source)
     check_cue_classes(config)

@@ -20,6 +20,11 @@ CONFIG = ScanConfig
 SUMMARY = "scan images with a segmentation model for hard negatives (Ray Data)"
 
 
+def remote_keys(data: dict) -> tuple[list[str], list[str]]:
+    """Object-store keys (engine/staging.py): the images (a table brings its folder), the checkpoints."""
+    return ["input.source", "models.*.checkpoint"], ["out_dir"]
+
+
 def run(config: ScanConfig) -> dict:
     write_resolved_config(config, config.out_dir)
     summary = run_scan(config)

@@ -20,6 +20,11 @@ CONFIG = TrainConfig
 SUMMARY = "fine-tune on Ray Train with weighted hard-negative sampling and an FP penalty"
 
 
+def remote_keys(data: dict) -> tuple[list[str], list[str]]:
+    """Object-store keys (engine/staging.py): the dataset, the starting weights, the output folder."""
+    return ["data", "detect.model", "segment.variants.*.checkpoint"], ["out_dir"]
+
+
 def run(config: TrainConfig) -> dict:
     check_inputs(config)
     write_resolved_config(config, config.out_dir)

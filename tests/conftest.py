@@ -183,7 +183,8 @@ def tiny_demo(tmp_path_factory):
     from engine.config import load_config
     from jobs import demo
 
-    work = tmp_path_factory.mktemp("demo")
+    # QUARRY_TINY_DEMO_DIR: a developer's lasting work dir; the demo reuses each step whose config is unchanged
+    work = os.environ.get("QUARRY_TINY_DEMO_DIR") or tmp_path_factory.mktemp("demo")
     config = load_config(demo.DemoConfig, None, [f"work_dir={work}", *TINY_DEMO_OVERRIDES])
     return config, demo.run(config)
 

@@ -17,6 +17,7 @@ from engine.build.config import BuildConfig
 from engine.build.dedup import near_duplicates, split_of
 from engine.config import ConfigError
 from engine.review.reviews import with_reviews
+from engine.staging import mirror_objects
 from engine.yolo_format import parse_yolo_labels
 
 log = logging.getLogger("quarry.build")
@@ -75,7 +76,8 @@ def label_samples(labels_parquet: Path) -> pd.DataFrame:
         raise ConfigError(f"detect.labels = {str(labels_parquet)!r}: no such table (run `quarry label` first)")
     labels = pd.read_parquet(labels_parquet)
     labels = labels[labels["use"]].copy()
-    labels["source_image"], labels["source_label"] = labels["image_path"], labels["label_path"]
+    # labelled candidates keep their snapshots' store URIs: bring those objects into the mirror
+    labels["source_image"], labels["source_label"] = mirror_objects(list(labels["image_path"])), labels["label_path"]
     labels["source"], labels["group"] = "label", "video:" + labels["video_key"].astype(str)
     labels["name"] = "lab_" + labels["name"].astype(str)
     labels["kind"] = labels["sample_kind"]

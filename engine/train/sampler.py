@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from typing import Iterator, Sequence
 
+import numpy as np
 import torch
 from torch.utils.data import Sampler
 
@@ -20,7 +21,7 @@ from torch.utils.data import Sampler
 class WeightedDistributedSampler(Sampler[int]):
     def __init__(self, weights: Sequence[float], num_samples: int | None = None, rank: int = 0, world_size: int = 1,
                  seed: int = 0):
-        weights = torch.as_tensor(weights, dtype=torch.float64)
+        weights = torch.tensor(np.array(weights, dtype=np.float64))  # a copy: Arrow-backed arrays are read-only
         if weights.ndim != 1 or len(weights) == 0:
             raise ValueError("weights must be a non-empty 1-d sequence")
         if (weights < 0).any() or not torch.isfinite(weights).all() or weights.sum() <= 0:

@@ -1,0 +1,260 @@
+"""Object-store URIs (`s3://`, `gs://`, ...) for jobs whose code reads and writes local files.
+
+A job names the config keys that hold its inputs and its output folders (`remote_keys`). Before
+the config is validated, each remote URI among them is replaced by its place in a local mirror
+of the store (`<mirror root>/<scheme>/<bucket>/<key>`); before the job runs, the mirror is
+brought up to date (only objects whose size or time changed are downloaded); after it ends,
+failed or not, every file the job wrote or changed in an output folder is uploaded (one PUT per
+file, so a reader never sees half a file) and files it removed are deleted from the store.
+
+Because the mirror's place is a function of the URI alone, a path one job writes into a table
+(`labels.parquet` naming its frames) is the same path the next job's mirror holds, so the jobs
+chain through the store as they do through a local folder, and a rerun resumes from what the
+store already holds. The mirror lives on the driver's node: jobs whose workers write files
+(label's frames, train's checkpoints) need those workers on that node or a shared mount
+(docs/cluster.md). Mining reads its videos from the store itself, one per task.
+
+Credentials come from the store's usual environment variables or files (AWS_ACCESS_KEY_ID,
+AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL, ~/.aws/...); a URI holding them is refused, so they
+never reach a resolved config, a log or MLflow.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+from urllib.parse import urlsplit
+
+from engine.config import ConfigError
+from engine.storage import atomic_path, atomic_write_json, is_remote
+
+log = logging.getLogger("quarry.storage")
+
+MIRROR_ENV = "QUARRY_STORE_MIRROR"
+TABLE_SUFFIXES = (".parquet", ".csv", ".yaml", ".yml", ".json")  # their rows name files beside them
+TRANSFER_THREADS = 8
+
+
+def mirror_root() -> Path:
+    """Where object-store URIs are mirrored: $QUARRY_STORE_MIRROR, else ~/.cache/quarry/store."""
+    return Path(os.environ.get(MIRROR_ENV) or Path.home() / ".cache" / "quarry" / "store")
+
+
+def mirror_path(uri: str) -> Path:
+    """The local place of `uri` in the mirror: <root>/<scheme>/<bucket>/<key>."""
+    parts = urlsplit(uri)
+    if "@" in parts.netloc:
+        raise ConfigError(f"{redact(uri)}: credentials do not belong in a URI; set AWS_ACCESS_KEY_ID and "
+                          "AWS_SECRET_ACCESS_KEY (or the store's own variables) instead")
+    key = [p for p in parts.path.split("/") if p]
+    if not parts.netloc or ".." in key:
+        raise ConfigError(f"{uri}: expected scheme://bucket/key")
+    return mirror_root().joinpath(parts.scheme, parts.netloc, *key)
+
+
+def redact(uri: str) -> str:
+    parts = urlsplit(uri)
+    return uri.replace(parts.netloc, parts.netloc.rsplit("@", 1)[-1]) if "@" in parts.netloc else uri
+
+
+def _dotted_values(data: Any, path: list[str], prefix: str = "") -> list[tuple[str, list[str], Any]]:
+    """(shown key, concrete path, value) for a dotted key in which `*` walks every list item."""
+    if not path:
+        return [(prefix, [], data)]
+    head, rest = path[0], path[1:]
+    if head == "*":  # every item of a list, every value of a mapping
+        items = enumerate(data) if isinstance(data, list) else data.items() if isinstance(data, dict) else []
+        found = []
+        for i, item in items:
+            found += [(k, [i, *p], v) for k, p, v in _dotted_values(item, rest, f"{prefix}[{i!r}]")]
+        return found
+    if not isinstance(data, dict) or head not in data:
+        return []
+    key = f"{prefix}.{head}" if prefix else head
+    return [(k, [head, *p], v) for k, p, v in _dotted_values(data[head], rest, key)]
+
+
+def _set(data: Any, path: list, value: Any) -> None:
+    for part in path[:-1]:
+        data = data[part]
+    data[path[-1]] = value
+
+
+@dataclass
+class Transfer:
+    """One remote URI and its mirror: an input (pulled) or an output folder (pulled and pushed)."""
+
+    key: str
+    uri: str
+    output: bool
+    local: Path = field(init=False)
+    pulled: dict[str, tuple[int, int]] = field(default_factory=dict)  # relative path -> (size, mtime_ns)
+
+    def __post_init__(self) -> None:
+        self.local = mirror_path(self.uri)
+
+
+class Staging:
+    """The remote URIs of one job run; `localise` the config data, then `with staging:` run it.
+
+    `remote_keys(data)` gives the dotted keys of the job's inputs and of its output folders (`*`
+    walks a list's items or a mapping's values); a job without it reads and writes local paths."""
+
+    def __init__(self, remote_keys: Callable[[dict], tuple[list[str], list[str]]] | None = None):
+        self.remote_keys = remote_keys or (lambda data: ([], []))
+        self.transfers: list[Transfer] = []
+
+    def localise(self, data: dict) -> dict:
+        """Replace each remote URI under the job's keys by its mirror path (no I/O)."""
+        inputs, outputs = self.remote_keys(data)
+        for keys, output in ((inputs, False), (outputs, True)):
+            for dotted in keys:
+                for shown, path, value in _dotted_values(data, dotted.split(".")):
+                    if isinstance(value, str) and is_remote(value):
+                        transfer = Transfer(shown, value.rstrip("/"), output)
+                        self.transfers.append(transfer)
+                        _set(data, path, str(transfer.local))
+        return data
+
+    def stored(self) -> list[str]:
+        """One line per output folder kept in the store (the summary above names its mirror)."""
+        return [f"stored: {t.key} -> {t.uri} (mirror {t.local})" for t in self.transfers if t.output]
+
+    def __enter__(self) -> "Staging":
+        for t in self.transfers:
+            fs, root, info = _open(t)
+            if t.output:
+                bucket = root.split("/", 1)[0]
+                if info.type.name == "NotFound" and fs.get_file_info(bucket).type.name == "NotFound":
+                    raise ConfigError(f"{t.key} = {t.uri!r}: the store has no bucket {bucket!r}")
+                _pull_folder(fs, root, t, missing_ok=True)
+            elif info.type.name == "Directory":
+                _pull_folder(fs, root, t, missing_ok=False)
+            elif info.type.name == "File" and t.uri.lower().endswith(TABLE_SUFFIXES):
+                parent = root.rsplit("/", 1)[0]  # a table brings the folder its rows point into
+                _pull_folder(fs, parent, Transfer(t.key, t.uri.rsplit("/", 1)[0], False), missing_ok=False)
+            elif info.type.name == "File":
+                _pull_file(fs, root, info, t.local)
+            else:
+                raise ConfigError(f"{t.key} = {t.uri!r}: no such object or prefix in the store")
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        """Upload the outputs, also after a failure (a rerun resumes from them); a failed upload
+        after a failed job is logged, so the job's own error is the one the user sees."""
+        for t in self.transfers:
+            if t.output:
+                try:
+                    atomic_write_json(t.local / "storage.json", {"key": t.key, "uri": t.uri, "mirror": str(t.local)})
+                    _push_folder(t)
+                except ConfigError as push_error:
+                    if exc_type is None:
+                        raise
+                    log.error("%s", push_error)
+
+
+def mirror_objects(paths: list[str]) -> list[str]:
+    """Each store URI among `paths` replaced by its mirror path, downloaded when missing or changed
+    (a table naming objects elsewhere in the store); local paths, and objects the store does not
+    hold, are returned as given, so the caller reports them missing by their own name."""
+    import pyarrow.fs as pafs
+
+    def local(path: str) -> str:
+        if not is_remote(path):
+            return path
+        fs, remote = pafs.FileSystem.from_uri(path)
+        info = fs.get_file_info(remote)
+        if info.type != pafs.FileType.File:
+            return path
+        _pull_file(fs, remote, info, mirror_path(path))
+        return str(mirror_path(path))
+
+    if not any(is_remote(p) for p in paths):
+        return list(paths)
+    with ThreadPoolExecutor(TRANSFER_THREADS) as pool:
+        return list(pool.map(local, paths))
+
+
+def _open(t: Transfer):
+    import pyarrow.fs as pafs
+
+    try:
+        fs, root = pafs.FileSystem.from_uri(t.uri)
+        return fs, root, fs.get_file_info(root)
+    except Exception as exc:  # unknown scheme, no credentials, unreachable endpoint
+        raise ConfigError(f"{t.key} = {t.uri!r}: cannot reach the store ({_first_line(exc)})") from None
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def _stat(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_size, st.st_mtime_ns
+
+
+def _pull_file(fs, remote: str, info, local: Path) -> None:
+    """Download one object unless the mirror already holds it (same size and time)."""
+    remote_mtime = info.mtime_ns or 0
+    if local.is_file() and _stat(local) == (info.size, remote_mtime):
+        return
+    with atomic_path(local) as tmp:
+        with fs.open_input_stream(remote) as src, open(tmp, "wb") as dst:
+            shutil.copyfileobj(src, dst, length=1 << 20)
+    os.utime(local, ns=(remote_mtime, remote_mtime))
+
+
+def _pull_folder(fs, root: str, t: Transfer, missing_ok: bool) -> None:
+    """Make the mirror of a prefix match the store: download what changed, drop what is gone."""
+    import pyarrow.fs as pafs
+
+    try:
+        infos = [i for i in fs.get_file_info(pafs.FileSelector(root, recursive=True, allow_not_found=missing_ok))
+                 if i.type == pafs.FileType.File]
+    except Exception as exc:
+        raise ConfigError(f"{t.key} = {t.uri!r}: cannot list the store ({_first_line(exc)})") from None
+    if not infos and not missing_ok:
+        raise ConfigError(f"{t.key} = {t.uri!r}: no such object or prefix in the store")
+    remote = {i.path[len(root):].lstrip("/"): i for i in infos}
+    if t.local.is_dir():
+        for path in [p for p in t.local.rglob("*") if p.is_file() or p.is_symlink()]:
+            if path.relative_to(t.local).as_posix() not in remote:
+                path.unlink()
+    with ThreadPoolExecutor(TRANSFER_THREADS) as pool:
+        list(pool.map(lambda item: _pull_file(fs, item[1].path, item[1], t.local / item[0]), remote.items()))
+    t.pulled = {rel: _stat(t.local / rel) for rel in remote}
+    if remote:
+        log.info("%s: %d files from %s in the mirror %s", t.key, len(remote), t.uri, t.local)
+
+
+def _push_folder(t: Transfer) -> None:
+    """Upload what the job wrote or changed under an output mirror; delete what it removed."""
+    fs, root, _ = _open(t)
+    local = {p.relative_to(t.local).as_posix(): p for p in sorted(t.local.rglob("*"))
+             if p.is_file() and not p.name.startswith(".")} if t.local.is_dir() else {}
+    changed = [rel for rel, p in local.items() if t.pulled.get(rel) != _stat(p)]
+    gone = [rel for rel in t.pulled if rel not in local]
+
+    def upload(rel: str) -> None:
+        with open(local[rel], "rb") as src, fs.open_output_stream(f"{root}/{rel}") as dst:
+            shutil.copyfileobj(src, dst, length=1 << 20)
+        mtime = fs.get_file_info(f"{root}/{rel}").mtime_ns or 0
+        target = local[rel].resolve()  # a link (build's images) keeps its target's times
+        if target == local[rel].absolute():
+            os.utime(target, ns=(mtime, mtime))
+
+    try:
+        with ThreadPoolExecutor(TRANSFER_THREADS) as pool:
+            list(pool.map(upload, changed))
+        for rel in gone:
+            fs.delete_file(f"{root}/{rel}")
+    except Exception as exc:
+        raise ConfigError(f"{t.key} = {t.uri!r}: uploading the outputs failed ({_first_line(exc)}); "
+                          f"they are kept in {t.local} and a rerun uploads them") from None
+    log.info("%s: %d files uploaded to %s, %d deleted", t.key, len(changed), t.uri, len(gone))

@@ -1,0 +1,211 @@
+"""Every job against a real S3 server (moto's server mode on loopback): the tiny demo's world and
+base models uploaded to a bucket, then mine -> label -> build -> train -> scan -> evaluate with
+`s3://` inputs and outputs, each compared with the same job on local disk. Credentials come
+from the environment and appear in no output, resolved config, mirror file or MLflow store."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from jobs import build, evaluate, label, mine, scan, train
+from jobs.cli import run_job
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_ray")]
+
+BUCKET = "quarry-test"
+SECRET = "quarry-secret-never-logged-7f3a"
+# columns that name where a file lives (a local path against a store URI or its mirror)
+PLACE_COLUMNS = {"video_path", "detector", "snapshot_path", "image_path", "label_path", "source_image", "source_label",
+                 "path", "uri", "source", "checkpoint", "mask_path", "image"}
+
+
+@pytest.fixture(scope="module")
+def store(tiny_demo, tmp_path_factory):
+    """A moto S3 server on 127.0.0.1 with the tiny demo's world and base models in a bucket."""
+    import logging
+
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # a line per request otherwise
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    _, port = server.get_host_and_port()
+    env = {"AWS_ACCESS_KEY_ID": "quarry-test-key", "AWS_SECRET_ACCESS_KEY": SECRET, "AWS_DEFAULT_REGION": "us-east-1",
+           "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+           "QUARRY_STORE_MIRROR": str(tmp_path_factory.mktemp("mirror"))}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    work = Path(tiny_demo[0].work_dir)
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket=BUCKET)
+    files = [p for p in (work / "world").rglob("*") if p.is_file()] + [work / "base" / "base.pt", work / "base" / "base_seg.pt"]
+    for path in files:
+        s3.upload_file(str(path), BUCKET, path.relative_to(work).as_posix())
+    yield {"work": work, "local": tmp_path_factory.mktemp("local"), "mlflow": tmp_path_factory.mktemp("mlflow"),
+           "mirror": Path(env["QUARRY_STORE_MIRROR"]), "s3": s3}
+    for key, value in saved.items():
+        os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
+    server.stop()
+
+
+def _run(module, args: list[str], capfd) -> str:
+    code = run_job(module, args)
+    out, err = capfd.readouterr()
+    assert code == 0, err[-3000:]
+    assert SECRET not in out + err
+    return out + err
+
+
+def _both(module, store, capfd, local: dict[str, str], remote: dict[str, str], common: list[str]) -> tuple[Path, Path, str]:
+    """Run a job on local paths and on s3:// URIs with the same settings; return both output mirrors."""
+    def args(paths):
+        return [f"{k}={v}" for k, v in paths.items()] + common
+    _run(module, args(local), capfd)
+    out = _run(module, args(remote), capfd)
+    out_key = next(k for k in remote if k.endswith("out_dir"))
+    return Path(local[out_key]), store["mirror"] / "s3" / BUCKET / remote[out_key].split(f"{BUCKET}/", 1)[1], out
+
+
+def _same_table(a: Path, b: Path, sort: list[str]) -> pd.DataFrame:
+    left, right = pd.read_parquet(a), pd.read_parquet(b)
+    assert list(left.columns) == list(right.columns)
+    if "path" in left.columns:  # the file's name, where the rest of its place differs
+        left["file_name"], right["file_name"] = (t.path.map(lambda p: Path(p).name) for t in (left, right))
+    cols = [c for c in left.columns if c not in PLACE_COLUMNS and c != "run_hash"]
+    left, right = (t.sort_values(sort).reset_index(drop=True)[cols] for t in (left, right))
+    pd.testing.assert_frame_equal(left, right)
+    return left
+
+
+def _listed(store, prefix: str) -> set[str]:
+    pages = store["s3"].get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
+    return {o["Key"][len(prefix):] for page in pages for o in page.get("Contents", [])}
+
+
+def test_every_job_reads_and_writes_s3_with_the_same_results_as_local_disk(store, capfd):
+    work, local, s3 = store["work"], store["local"], f"s3://{BUCKET}"
+    track = f"tracking.tracking_uri=sqlite:///{store['mlflow']}/mlflow.db"
+
+    # mine: videos read from the store by the tasks, the detector and the outputs mirrored
+    mine_local, mine_s3, printed = _both(
+        mine, store, capfd,
+        {"input.source": work / "world/videos.parquet", "scoring.detector.source": work / "base/base.pt",
+         "output.out_dir": local / "mine"},
+        {"input.source": f"{s3}/world/videos.parquet", "scoring.detector.source": f"{s3}/base/base.pt",
+         "output.out_dir": f"{s3}/mine"},
+        ["scoring.use_clip=false", "selection.mode=false-alarms", "gate.min_cue_kinds=1", "decode.stride=2", track])
+    candidates = _same_table(mine_local / "candidates.parquet", mine_s3 / "candidates.parquet", ["video_key", "frame"])
+    assert len(candidates) > 0
+    assert f"{s3}/mine" in printed
+    assert {"candidates.parquet", "summary.json", "config.resolved.yaml"} <= _listed(store, "mine/")
+    assert pd.read_parquet(mine_s3 / "candidates.parquet").video_path.str.startswith(f"{s3}/world/videos/").all()
+
+    # label the candidates: their snapshots are read from the store
+    label_local, label_s3, _ = _both(
+        label, store, capfd,
+        {"input.source": mine_local / "candidates.parquet", "detector.source": work / "base/base.pt",
+         "output.out_dir": local / "label", "ground_truth": work / "world"},
+        {"input.source": f"{s3}/mine/candidates.parquet", "detector.source": f"{s3}/base/base.pt",
+         "output.out_dir": f"{s3}/label", "ground_truth": f"{s3}/world"},
+        ["input.kind=candidates", "pool.max_actors=1", track])
+    labels = _same_table(label_local / "labels.parquet", label_s3 / "labels.parquet", ["video_key", "frame"])
+    assert len(labels) == len(candidates)
+    s3_labels = pd.read_parquet(label_s3 / "labels.parquet")
+    assert all(Path(p).read_text() == (label_local / "labels" / Path(p).relative_to(label_s3 / "labels")).read_text()
+               for p in s3_labels.label_path)
+
+    # build: every table brings the folder its rows point into
+    build_local, build_s3, _ = _both(
+        build, store, capfd,
+        {"detect.base_data": work / "world/detection/data.yaml", "detect.labels": label_local / "labels.parquet",
+         "detect.candidates": "null", "out_dir": local / "dataset"},
+        {"detect.base_data": f"{s3}/world/detection/data.yaml", "detect.labels": f"{s3}/label/labels.parquet",
+         "detect.candidates": "null", "out_dir": f"{s3}/dataset"},
+        ["dedup=false"])
+    samples = _same_table(build_local / "samples.parquet", build_s3 / "samples.parquet", ["split", "name"])
+    assert set(samples.kind) >= {"positive", "hard_negative"}
+    assert "data.yaml" in _listed(store, "dataset/")
+
+    # train on the dataset in the store, from the base model in the store
+    train_local, train_s3, _ = _both(
+        train, store, capfd,
+        {"data": build_local, "detect.model": work / "base/base.pt", "out_dir": local / "train"},
+        {"data": f"{s3}/dataset", "detect.model": f"{s3}/base/base.pt", "out_dir": f"{s3}/train"},
+        ["detect.epochs=1", "detect.samples_per_epoch=32", "detect.batch=8", "registry.register_model=false", track])
+    history = [json.loads((d / "history.json").read_text()) for d in (train_local, train_s3)]
+    for key in ("train_loss", "val_map50", "val_fp_rate", "val_recall"):
+        assert history[0][-1][key] == pytest.approx(history[1][-1][key], abs=1e-6), key
+    assert "best.pt" in _listed(store, "train/")
+
+    # scan the authentic segmentation images in the store
+    scan_local, scan_s3, _ = _both(
+        scan, store, capfd,
+        {"input.source": work / "world/segmentation/index.parquet", "models": f"[{{checkpoint: {work}/base/base_seg.pt}}]",
+         "out_dir": local / "scan"},
+        {"input.source": f"{s3}/world/segmentation/index.parquet", "models": f"[{{checkpoint: {s3}/base/base_seg.pt}}]",
+         "out_dir": f"{s3}/scan"},
+        ["imgsz=64", "min_area_px=4", track])
+    scanned = _same_table(scan_local / "scan.parquet", scan_s3 / "scan.parquet", ["file_name"])
+    assert len(scanned) == json.loads((scan_s3 / "summary.json").read_text())["scanned"] > 0
+
+    # evaluate the model trained in the store on the held-out world in the store
+    eval_local, eval_s3, _ = _both(
+        evaluate, store, capfd,
+        {"world": work / "world", "out_dir": local / "evaluate",
+         "models": f"[{{name: tuned, source: {train_local}/best.pt}}]"},
+        {"world": f"{s3}/world", "out_dir": f"{s3}/evaluate",
+         "models": f"[{{name: tuned, source: {s3}/train/best.pt}}]"},
+        [track])
+    reports = [json.loads((d / "report.json").read_text())["models"] for d in (eval_local, eval_s3)]
+    frames = [r["tuned"]["frames"] for r in reports]
+    assert frames[0]["frames"] == frames[1]["frames"]  # tp, fp, fn, tn, precision, recall, fp_rate
+    assert frames[0]["objects"]["map50"] == pytest.approx(frames[1]["objects"]["map50"], abs=1e-9)
+    events = [{k: r["tuned"]["events"][k] for k in ("event_recall", "false_alarms")} for r in reports]
+    assert events[0] == events[1]
+    assert "report.html" in _listed(store, "evaluate/")
+
+    # the secret is nowhere on disk either: mirror, local outputs, MLflow
+    for root in (store["mirror"], local, store["mlflow"]):
+        for path in (p for p in root.rglob("*") if p.is_file()):
+            assert SECRET.encode() not in path.read_bytes(), path
+
+
+@pytest.mark.reliability("resume")
+def test_a_rerun_against_the_store_resumes_from_what_it_holds(store, capfd):
+    """A second mining run into the same prefix, with a fresh mirror, finds every video done."""
+    work = store["work"]
+    args = [f"input.source=s3://{BUCKET}/world/videos.parquet", f"scoring.detector.source=s3://{BUCKET}/base/base.pt",
+            f"output.out_dir=s3://{BUCKET}/mine-resume", "scoring.use_clip=false", "selection.mode=false-alarms",
+            "decode.stride=3", "tracking.enabled=false", "input.limit=2"]
+    _run(mine, args, capfd)
+    mirror = store["mirror"] / "s3" / BUCKET / "mine-resume"
+    for path in sorted(mirror.rglob("*"), reverse=True):  # a new machine: nothing local
+        path.unlink() if path.is_file() else path.rmdir()
+    _run(mine, args, capfd)
+    summary = json.loads((mirror / "summary.json").read_text())
+    assert summary["inputs"]["skipped_done"] == 2 and summary["inputs"]["processed"] == 0, summary["inputs"]
+    assert work.is_dir()
+
+
+@pytest.mark.reliability("bad input")
+def test_a_missing_object_and_an_unreachable_store_are_named(store, capfd):
+    code = run_job(train, [f"data=s3://{BUCKET}/no-such-dataset", f"out_dir={store['local']}/t", "tracking.enabled=false"])
+    err = capfd.readouterr().err
+    assert code == 2 and f"data = 's3://{BUCKET}/no-such-dataset': no such object or prefix" in err, err
+    code = run_job(build, [f"detect.labels=s3://{BUCKET}/label/labels.parquet", "out_dir=s3://no-such-bucket-q/x"])
+    err = capfd.readouterr().err
+    assert code == 2 and "out_dir = 's3://no-such-bucket-q/x': the store has no bucket 'no-such-bucket-q'" in err, err
+
+
+@pytest.mark.reliability("security")
+def test_credentials_in_a_uri_are_refused_before_they_are_written(store, capfd):
+    code = run_job(build, [f"out_dir=s3://key:{SECRET}@{BUCKET}/x"])
+    err = capfd.readouterr().err
+    assert code == 2 and "credentials do not belong in a URI" in err and SECRET not in err, err
+    assert not (store["mirror"] / "s3" / BUCKET / "x").exists()

@@ -1,0 +1,38 @@
+"""The object-store mirror's pure parts: where a URI lands, which config values are replaced."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.config import ConfigError
+from engine.staging import Staging, mirror_path
+
+
+def test_a_uri_lands_at_one_place_under_the_mirror_root(tmp_path, monkeypatch):
+    monkeypatch.setenv("QUARRY_STORE_MIRROR", str(tmp_path))
+    assert mirror_path("s3://bucket/a/b.parquet") == tmp_path / "s3" / "bucket" / "a" / "b.parquet"
+    assert mirror_path("gs://b/dir/") == tmp_path / "gs" / "b" / "dir"
+
+
+@pytest.mark.reliability("security")
+@pytest.mark.parametrize("uri", ["s3://bucket/../../etc/passwd", "s3:///key-without-bucket"])
+def test_a_uri_cannot_reach_outside_the_mirror(uri, tmp_path, monkeypatch):
+    monkeypatch.setenv("QUARRY_STORE_MIRROR", str(tmp_path))
+    with pytest.raises(ConfigError, match="expected scheme://bucket/key"):
+        mirror_path(uri)
+
+
+def test_only_remote_values_under_the_jobs_keys_are_replaced(tmp_path, monkeypatch):
+    monkeypatch.setenv("QUARRY_STORE_MIRROR", str(tmp_path))
+    data = {"out_dir": "s3://b/out/", "data": "runs/dataset", "other": "s3://b/not-a-path-key",
+            "models": [{"source": "s3://b/m1.pt"}, {"source": "models:/quarry@champion"}],
+            "variants": {"a": {"checkpoint": "gs://c/a.pt"}, "b": {"checkpoint": None}}}
+    staging = Staging(lambda d: (["data", "models.*.source", "variants.*.checkpoint"], ["out_dir"]))
+    staging.localise(data)
+    assert data["out_dir"] == str(tmp_path / "s3" / "b" / "out")
+    assert data["data"] == "runs/dataset" and data["other"] == "s3://b/not-a-path-key"
+    assert data["models"] == [{"source": str(tmp_path / "s3" / "b" / "m1.pt")}, {"source": "models:/quarry@champion"}]
+    assert data["variants"]["a"]["checkpoint"] == str(tmp_path / "gs" / "c" / "a.pt")
+    assert [(t.key, t.uri, t.output) for t in staging.transfers] == [
+        ("models[0].source", "s3://b/m1.pt", False), ("variants['a'].checkpoint", "gs://c/a.pt", False),
+        ("out_dir", "s3://b/out", True)]
