@@ -7,7 +7,7 @@ config key they set in `SUBCOMMAND` (`quarry review stats` == `quarry review com
 This module parses `--config FILE` and dotted `key=value` overrides, validates them before any
 work, writes nothing itself (object-store URIs under a job's `remote_keys()` go through a local
 mirror: engine/staging.py), and turns `ConfigError`/`ModelError` into a one-line message and
-exit code 2 (`Refused`, a job that decided no, into exit code 3).
+exit code 2 (`Refused`, a job that decided no, into exit code 3; `Interrupted`, a job a rerun resumes, 4).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from types import ModuleType
 
 import jobs
 from engine.config import ConfigError, load_config
-from engine.errors import Refused
+from engine.errors import Interrupted, Refused
 from engine.models import ModelError
 from engine.staging import Staging
 
@@ -74,7 +74,7 @@ def run_job(module: ModuleType, argv: list[str] | None = None, prog: str | None 
     except (ConfigError, ModelError) as exc:
         print(f"quarry {name}: {exc}", file=sys.stderr)
         return 2
-    except Refused as exc:
+    except (Refused, Interrupted) as exc:
         print(f"quarry {name}: {exc}", file=sys.stderr)
         return exc.exit_code
     formatter = getattr(module, "format_summary", None)

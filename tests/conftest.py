@@ -25,18 +25,19 @@ def pytest_configure(config):
 
 def pytest_collection_modifyitems(items):
     for item in items:
-        marker = item.get_closest_marker("reliability")
-        if marker and (len(marker.args) != 1 or marker.args[0] not in RELIABILITY_KINDS):
-            raise pytest.UsageError(f"{item.nodeid}: reliability(kind) takes one of {RELIABILITY_KINDS}")
+        for marker in item.iter_markers("reliability"):
+            if len(marker.args) != 1 or marker.args[0] not in RELIABILITY_KINDS:
+                raise pytest.UsageError(f"{item.nodeid}: reliability(kind) takes one of {RELIABILITY_KINDS}")
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     report = (yield).get_result()
-    marker = item.get_closest_marker("reliability")
-    if marker and (report.when == "call" or report.failed or report.skipped):
-        if report.when == "call" or item.nodeid not in _reliability:  # a failed set-up counts as a failed case
-            _reliability[item.nodeid] = (marker.args[0], report.outcome)
+    # a test with two markers (a killed trial, then a resumed search) is a case of each kind
+    for kind in {m.args[0] for m in item.iter_markers("reliability")}:
+        if report.when == "call" or report.failed or report.skipped:
+            if report.when == "call" or (item.nodeid, kind) not in _reliability:  # a failed set-up counts as failed
+                _reliability[(item.nodeid, kind)] = (kind, report.outcome)
 
 
 def pytest_terminal_summary(terminalreporter):

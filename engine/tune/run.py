@@ -14,10 +14,12 @@ import time
 from pathlib import Path
 
 from engine.config import ConfigError, config_hash
+from engine.errors import Interrupted
 from engine.raycluster import model_errors_surface, ray_session
 from engine.storage import atomic_write_json
 from engine.tracking import REGISTRY_STORE_DIR, mlflow_run, resolve_tracking_uri
 from engine.train.run import check_inputs, dataset_hash, with_absolute_paths
+from engine.train.trainer import latest_checkpoint
 from engine.tune.config import TuneConfig
 from engine.tune.trial import close_child_runs, tune_trial
 
@@ -52,7 +54,9 @@ def _tuner(cfg: TuneConfig, trainable, storage: Path):
         trainable, param_space=_space(cfg),
         tune_config=tune.TuneConfig(metric="objective", mode=obj.mode, num_samples=cfg.num_samples, scheduler=scheduler,
                                     search_alg=search, max_concurrent_trials=cfg.max_concurrent_trials),
-        run_config=tune.RunConfig(name=EXPERIMENT, storage_path=str(storage), verbose=1),
+        # a trial whose actor dies is started again; it continues from its own last Train checkpoint
+        run_config=tune.RunConfig(name=EXPERIMENT, storage_path=str(storage), verbose=1,
+                                  failure_config=tune.FailureConfig(max_failures=cfg.train.max_failures)),
     )
 
 
@@ -111,13 +115,17 @@ def run_tuning(cfg: TuneConfig) -> dict:
     obj = cfg.train.objective
     trials = []
     for result in grid:
-        history = result.metrics_dataframe
-        best = None if history is None or "objective" not in history else (
-            history["objective"].min() if obj.mode == "min" else history["objective"].max())
-        trials.append({"trial": result.metrics.get("trial_id", Path(result.path).name), "config": result.config,
-                       "epochs": 0 if history is None else len(history),
+        trial = result.metrics.get("trial_id", Path(result.path).name)
+        # the trial's own checkpoint holds every epoch; Tune's results restart with a restarted trial
+        objectives = [h["objective"] for h in _trial_history(out, trial) if h.get("objective") is not None]
+        best = (min if obj.mode == "min" else max)(objectives) if objectives else None
+        trials.append({"trial": trial, "config": result.config, "epochs": len(objectives),
                        "best_objective": None if best is None else float(best), "error": str(result.error or "")})
     done = [t for t in trials if t["best_objective"] is not None]
+    unfinished = cfg.num_samples - grid.num_terminated - grid.num_errors
+    if unfinished > 0:  # stopped (Ctrl-C, a lost driver): nothing is registered from half a search
+        raise Interrupted(f"the search stopped with {unfinished} of {cfg.num_samples} trials unfinished; "
+                                f"the same command resumes it from {out}")
     if not done:
         errors = [t["error"] for t in trials if t["error"]]
         raise RuntimeError(f"no trial reported an objective ({'errors: ' + '; '.join(errors) if errors else 'interrupted?'});"
@@ -169,12 +177,17 @@ def _search_versions(client, query: str) -> list:
         return []
 
 
+def _trial_history(out: Path, trial: str) -> list[dict]:
+    """The epochs of a trial, from its newest Train checkpoint ([] before its first)."""
+    folder = latest_checkpoint(out / "trials" / trial)
+    return json.loads((folder / "history.json").read_text()) if folder else []
+
+
 def _best_model(out: Path, trial: str) -> Path:
     """The best model of a trial: its latest checkpoint's `best_model` file, copied out."""
-    folders = sorted((p for p in (out / "trials" / trial / "ray").glob("*/checkpoint_*") if p.is_dir()),
-                     key=lambda p: p.stat().st_mtime)
-    if not folders:
+    folder = latest_checkpoint(out / "trials" / trial)
+    if folder is None:
         raise RuntimeError(f"trial {trial} left no checkpoint")
     target = out / "best.pt"
-    shutil.copyfile(folders[-1] / "best_model", target)
+    shutil.copyfile(folder / "best_model", target)
     return target

@@ -5,6 +5,7 @@ through `TuneReportCallback`), and an MLflow child run under the search's parent
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 
 
@@ -38,6 +39,10 @@ def tune_trial(values: dict, base: dict, out_dir: str, mlflow_cfg: dict | None, 
     # a restored search restarts its unfinished trials: each continues from its own last checkpoint
     found = latest_checkpoint(cfg.out_dir)
     resume_from = str(found) if found else None
+    history = json.loads((found / "history.json").read_text()) if found else []
+    if history and history[-1]["epoch"] >= cfg.detect.epochs:  # it ended before the search recorded it
+        ray.tune.report(history[-1])
+        return
     s = cfg.scaling
     resources = {"CPU": s.cpus_per_worker, **({"GPU": s.gpus_per_worker} if s.use_gpu else {})}
     trainer = TorchTrainer(
