@@ -1,16 +1,19 @@
 """Mining throughput and memory: the Ray pipeline against the plain single-process loop.
 
-    python -m bench.mining --videos 10,100 --out bench/results
+    python -m bench.mining --videos 10,100 --repeats 3 --docs docs/benchmarks.md
 
 On the same synthetic videos and the same models (the demo's base detector if present,
 else a seeded random tiny YOLO; the tiny CLIP), one run measures:
-  (a) plain loop: its own process, for each video decode -> detector -> CLIP -> gate, batches of 32
+  (a) plain loops in their own process, for each video decode -> detector -> CLIP -> gate: frames in
+      batches of 32 (the batched loop), or one at a time (seed 000's frame-by-frame loop)
   (b) decode only (decord, stride 2)
   (c) score only: detector + CLIP on frames already in memory
   (d) the Ray Data pipeline end to end (`quarry mine`: includes JPEG snapshots and tables),
-      with start-up (Ray + actor pool) and steady state reported apart, with decoding inside
+      with start-up (until the first scored frame) and steady state (scored frames/s between
+      10 % and 90 % of them, the same window for every variant) reported apart, with decoding inside
       the scoring actors (decode.layout=actor, the default) and in separate CPU tasks (tasks)
-and peak memory (driver and Ray workers) for each video count. Frames/s count scored frames.
+and peak memory (driver and Ray workers) for each video count, and where start-up goes (imports,
+Ray's start, one scoring actor's imports and model builds). Frames/s count scored frames.
 """
 
 from __future__ import annotations
@@ -27,10 +30,11 @@ import pandas as pd
 import psutil
 
 from engine.config import config_to_dict, load_config
+from engine.metrics.throughput import steady_rate
 from engine.mining.config import MineConfig
 from engine.mining.inputs import list_inputs
 from engine.mining.pipeline import video_step_params
-from engine.mining.stages import FrameScorer
+from engine.mining.stages import FrameScorer, to_frame
 from engine.mining.timeline import finalize_video
 from engine.video.chunks import plan_chunks
 from engine.video.decode import decode_frames
@@ -109,25 +113,41 @@ def detector_path(root: Path) -> str:
     return str(path)
 
 
-def plain_loop(cfg: MineConfig, videos) -> dict:
-    """What a user writes first: one process, video after video."""
+def plain_loop(cfg: MineConfig, videos, frame_by_frame: bool = False) -> dict:
+    """What a user writes first: one process, video after video, frames decoded and scored in
+    batches of `decode.batch_frames` (the plain batched loop) or one at a time (seed 000's
+    frame-by-frame loop). Arrivals of scored frames are timed as the pipeline's are."""
     started = time.perf_counter()
     scorer = FrameScorer(config_to_dict(cfg.scoring), config_to_dict(cfg.decode))
-    ready = time.perf_counter()
     gate, selection = video_step_params(cfg)
-    frames = 0
+    arrivals, frames = [], 0
     for video in videos:
-        tasks = plan_chunks({"uri": video.uri, "key": video.key}, config_to_dict(cfg.decode))
-        rows = pd.concat(list(scorer(pd.DataFrame(tasks).to_dict("list"))), ignore_index=True)
+        if frame_by_frame:
+            parts = []
+            for ids, pixels in decode_frames(video.uri, range(0, 10**6, cfg.decode.stride), None, 1):
+                height, width = pixels.shape[1:3]
+                meta = {"video_key": video.key, "chunk_index": 0, "n_chunks": 1, "frame": int(ids[0]), "fps": 15.0,
+                        "native_width": width, "native_height": height}
+                parts.append(to_frame(scorer.score_images([meta], list(pixels))))
+                arrivals.append((time.perf_counter() - started, 1))
+            rows = pd.concat(parts, ignore_index=True)
+        else:
+            tasks = plan_chunks({"uri": video.uri, "key": video.key}, config_to_dict(cfg.decode))
+            parts = []
+            for part in scorer(pd.DataFrame(tasks).to_dict("list")):
+                parts.append(part)
+                arrivals.append((time.perf_counter() - started, int((part.row_kind == "frame").sum())))
+            rows = pd.concat(parts, ignore_index=True)
         timeline = finalize_video(rows[rows.row_kind == "frame"], video.video_label, gate, selection)
         frames += len(timeline)
     end = time.perf_counter()
-    return {"frames": frames, "seconds": round(end - started, 2), "startup_s": round(ready - started, 2),
-            "fps": round(frames / (end - started), 1), "steady_fps": round(frames / (end - ready), 1)}
+    scored = [(t, n) for t, n in arrivals if n > 0]
+    return {"frames": frames, "seconds": round(end - started, 2), "startup_s": round(scored[0][0], 2),
+            "fps": round(frames / (end - started), 1), "steady_fps": round(steady_rate(*zip(*scored)) or 0.0, 1)}
 
 
-def plain_loop_process(cfg: MineConfig, work: Path) -> dict:
-    """The plain loop as a user runs it: its own process, timed from launch to exit, like
+def plain_loop_process(cfg: MineConfig, work: Path, frame_by_frame: bool = False) -> dict:
+    """A plain loop as a user runs it: its own process, timed from launch to exit, like
     the pipeline (interpreter start and imports included in both)."""
     import subprocess
     import sys
@@ -136,8 +156,8 @@ def plain_loop_process(cfg: MineConfig, work: Path) -> dict:
     config.write_text(json.dumps(cfg.model_dump(mode="json")))
     started = time.perf_counter()
     with MemorySampler() as mem:
-        proc = subprocess.Popen([sys.executable, "-m", "bench.mining", "--plain-loop", str(config), "--result", str(result)],
-                                cwd=REPO, stdout=subprocess.DEVNULL)
+        proc = subprocess.Popen([sys.executable, "-m", "bench.mining", "--plain-loop", str(config), "--result", str(result),
+                                 *(["--frame-by-frame"] if frame_by_frame else [])], cwd=REPO, stdout=subprocess.DEVNULL)
         mem.driver_pid = proc.pid
         if proc.wait() != 0:
             raise RuntimeError("the plain loop failed")
@@ -146,6 +166,53 @@ def plain_loop_process(cfg: MineConfig, work: Path) -> dict:
     return {"frames": inner["frames"], "seconds": round(seconds, 2), "fps": round(inner["frames"] / seconds, 1),
             "startup_s": round(seconds - inner["seconds"] + inner["startup_s"], 2), "steady_fps": inner["steady_fps"],
             **mem.mb()}
+
+
+STARTUP_PROBE = """
+import json, sys, time
+t0 = time.perf_counter()
+import ray
+t1 = time.perf_counter()
+ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+t2 = time.perf_counter()
+
+@ray.remote(num_cpus=0)
+class Probe:
+    def __init__(self):
+        self.t = {}
+        t = time.perf_counter(); import torch; self.t["import_torch_s"] = time.perf_counter() - t
+        t = time.perf_counter(); import ultralytics; self.t["import_ultralytics_s"] = time.perf_counter() - t
+        t = time.perf_counter(); import open_clip; self.t["import_open_clip_s"] = time.perf_counter() - t
+        from engine.mining.config import MineConfig
+        from engine.metrics.throughput import steady_rate
+from engine.mining.stages import FrameScorer, to_frame
+        from engine.config import config_to_dict
+        cfg = MineConfig.model_validate(json.loads(sys.argv[1]))
+        t = time.perf_counter(); FrameScorer(config_to_dict(cfg.scoring), config_to_dict(cfg.decode))
+        self.t["build_models_s"] = time.perf_counter() - t
+    def times(self):
+        return self.t
+
+t3 = time.perf_counter()
+inner = ray.get(Probe.remote().times.remote())
+t4 = time.perf_counter()
+print(json.dumps({"import_ray_s": t1 - t0, "ray_init_s": t2 - t1, "actor_ready_s": t4 - t3, **inner}))
+"""
+
+
+def startup_breakdown(cfg: MineConfig) -> dict:
+    """Where the pipeline's start-up goes: interpreter and Quarry imports in the driver, Ray's
+    start, and one scoring actor's start (its imports and model builds timed inside it)."""
+    import subprocess
+    import sys
+
+    started = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", "import jobs.mine, engine.mining.pipeline"], cwd=REPO, check=True)
+    driver_imports = time.perf_counter() - started
+    out = subprocess.run([sys.executable, "-c", STARTUP_PROBE, json.dumps(cfg.model_dump(mode="json"))], cwd=REPO,
+                         capture_output=True, text=True, check=True)
+    times = json.loads(out.stdout.strip().splitlines()[-1])
+    return {k: round(v, 2) for k, v in {"python_and_quarry_imports_s": driver_imports, **times}.items()}
 
 
 def decode_only(cfg: MineConfig, videos) -> dict:
@@ -202,21 +269,27 @@ def main() -> None:
     parser.add_argument("--out", default="bench/results", help="folder for the JSON result")
     parser.add_argument("--work", default="runs/bench", help="scratch folder for videos and outputs")
     parser.add_argument("--max-actors", type=int, default=2)
+    parser.add_argument("--docs", help="rewrite the mining table in this Markdown file (docs/benchmarks.md)")
+    parser.add_argument("--repeats", type=int, default=1, help="pipeline runs per video count (their spread is reported)")
     parser.add_argument("--plain-loop", help=argparse.SUPPRESS)  # internal: run only the plain loop on this config
     parser.add_argument("--result", help=argparse.SUPPRESS)
+    parser.add_argument("--frame-by-frame", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     from engine.offline import enable_offline
 
     enable_offline()
     if args.plain_loop:
         cfg = MineConfig.model_validate(json.loads(Path(args.plain_loop).read_text()))
-        result = plain_loop(cfg, list_inputs(cfg.input.source, cfg.input.extensions))
+        result = plain_loop(cfg, list_inputs(cfg.input.source, cfg.input.extensions), args.frame_by_frame)
         Path(args.result).write_text(json.dumps(result))
         return
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     detector = detector_path(work)
     results = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "detector": detector}, "runs": []}
+    probe_cfg = load_config(MineConfig, REPO / "configs" / "mine.yaml", [f"scoring.detector.source={detector}"])
+    results["startup_breakdown"] = startup_breakdown(probe_cfg)
+    print("start-up breakdown:", json.dumps(results["startup_breakdown"]))
     for n in [int(v) for v in args.videos.split(",")]:
         manifest = make_videos(work, n, seed=100 + n)
         cfg = load_config(MineConfig, REPO / "configs" / "mine.yaml", [
@@ -226,8 +299,16 @@ def main() -> None:
         videos = list_inputs(cfg.input.source, cfg.input.extensions)
         run = {"videos": n, "decode_only": decode_only(cfg, videos)}
         run["plain_loop"] = plain_loop_process(cfg, work)
+        run["frame_by_frame_loop"] = plain_loop_process(cfg, work, frame_by_frame=True)
         run["score_only"] = score_only(cfg, videos)
-        run["pipeline"] = pipeline(cfg, work)
+        repeats = []
+        for i in range(args.repeats):
+            again = cfg.model_copy(deep=True)
+            again.output.out_dir = Path(f"{cfg.output.out_dir}-{i}")
+            repeats.append(pipeline(again, work))
+        run["pipeline"] = sorted(repeats, key=lambda r: r["fps"])[len(repeats) // 2]  # the median run
+        run["pipeline_spread"] = {k: [min(r[k] for r in repeats), max(r[k] for r in repeats)]
+                                  for k in ("fps", "steady_fps", "startup_s")}
         tasks_cfg = cfg.model_copy(deep=True)
         tasks_cfg.decode.layout = "tasks"
         tasks_cfg.output.out_dir = Path(f"{cfg.output.out_dir}-tasks")
@@ -235,6 +316,7 @@ def main() -> None:
         p, loop, score = run["pipeline"], run["plain_loop"], run["score_only"]
         run["ratios"] = {
             "pipeline_vs_plain_loop": round(p["fps"] / loop["fps"], 2),
+            "pipeline_vs_frame_by_frame_loop": round(p["fps"] / run["frame_by_frame_loop"]["fps"], 2),
             "pipeline_steady_vs_plain_loop_steady": round(p["steady_fps"] / loop["steady_fps"], 2),
             "pipeline_steady_vs_score_only": round(p["steady_fps"] / score["fps"], 2),
             "decode_in_tasks_vs_decode_in_actor": round(run["pipeline_decode_in_tasks"]["fps"] / p["fps"], 2),
@@ -248,24 +330,52 @@ def main() -> None:
             "driver_peak_ratio": round(last["pipeline"]["driver_peak_mb"] / first["pipeline"]["driver_peak_mb"], 2),
             "workers_peak_ratio": round(last["pipeline"]["ray_workers_peak_mb"] / max(first["pipeline"]["ray_workers_peak_mb"], 1), 2),
         }
-    print_table(results)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"mining-{time.strftime('%Y%m%d-%H%M%S')}.json"
     path.write_text(json.dumps(results, indent=2))
-    print(f"wrote {path}")
+    table = table_markdown(results, str(path))
+    print(f"\n{table}\n\nwrote {path}")
+    if args.docs:
+        rewrite_section(Path(args.docs), "mining", table)
+        print(f"rewrote the mining table in {args.docs}")
 
 
-def print_table(results: dict) -> None:
-    print("\n| videos | frames | decode only fps | score only fps | plain loop fps (steady) | pipeline fps (steady) | pipeline/plain | pipeline steady/score only | decode-in-tasks pipeline fps | driver peak MB | workers peak MB |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+def table_markdown(results: dict, source: str) -> str:
+    """The result as the Markdown table docs/benchmarks.md shows (frames/s of scored frames;
+    steady: between 10 % and 90 % of the frames scored; [min-max] over the pipeline's repeats)."""
+    lines = [f"Result `{source}`; start-up breakdown (seconds): "
+             + ", ".join(f"{k.removesuffix('_s').replace('_', ' ')} {v}" for k, v in results["startup_breakdown"].items()),
+             "",
+             "| videos | frames | decode only | score only | frame-by-frame loop (steady) | batched loop (steady) "
+             "| pipeline (steady) | pipeline / batched loop | pipeline / frame-by-frame | decode-in-tasks pipeline (steady) "
+             "| pipeline start-up | driver peak | Ray workers peak |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results["runs"]:
-        p, l = r["pipeline"], r["plain_loop"]
-        print(f"| {r['videos']} | {p['frames']} | {r['decode_only']['fps']} | {r['score_only']['fps']} | {l['fps']} ({l['steady_fps']}) "
-              f"| {p['fps']} ({p['steady_fps']}) | {r['ratios']['pipeline_vs_plain_loop']} | {r['ratios']['pipeline_steady_vs_score_only']} "
-              f"| {r['pipeline_decode_in_tasks']['fps']} | {p['driver_peak_mb']} | {p['ray_workers_peak_mb']} |")
+        p, loop, fbf, tasks = r["pipeline"], r["plain_loop"], r["frame_by_frame_loop"], r["pipeline_decode_in_tasks"]
+        spread = r["pipeline_spread"]
+        span = (lambda k: f" [{spread[k][0]}-{spread[k][1]}]" if spread[k][0] != spread[k][1] else "")
+        lines.append(
+            f"| {r['videos']:,} | {p['frames']:,} | {r['decode_only']['fps']} | {r['score_only']['fps']} "
+            f"| {fbf['fps']} ({fbf['steady_fps']}) | {loop['fps']} ({loop['steady_fps']}) "
+            f"| {p['fps']}{span('fps')} ({p['steady_fps']}{span('steady_fps')}) | **{r['ratios']['pipeline_vs_plain_loop']}** "
+            f"| **{r['ratios']['pipeline_vs_frame_by_frame_loop']}** | {tasks['fps']} ({tasks['steady_fps']}) "
+            f"| {p['startup_s']} s{span('startup_s')} | {p['driver_peak_mb']:,} MB | {p['ray_workers_peak_mb']:,} MB |")
     if "memory_growth" in results:
-        print(f"\nmemory growth {results['memory_growth']}")
+        g = results["memory_growth"]
+        lines.append(f"\nPeak memory from {g['videos'][0]:,} to {g['videos'][1]:,} videos: driver x{g['driver_peak_ratio']}, "
+                     f"Ray workers x{g['workers_peak_ratio']}.")
+    return "\n".join(lines)
+
+
+def rewrite_section(doc: Path, name: str, text: str) -> None:
+    """Replace what lies between `<!-- bench:NAME -->` and `<!-- /bench:NAME -->` in `doc`."""
+    start, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
+    content = doc.read_text()
+    if start not in content or end not in content:
+        raise SystemExit(f"{doc}: no {start} ... {end} section to rewrite")
+    head, rest = content.split(start, 1)
+    doc.write_text(f"{head}{start}\n{text}\n{end}{rest.split(end, 1)[1]}")
 
 
 if __name__ == "__main__":

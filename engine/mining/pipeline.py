@@ -24,6 +24,7 @@ from engine.config import config_to_dict
 from engine.mining.config import MineConfig
 from engine.mining.gating import GateParams
 from engine.mining.inputs import VideoInput
+from engine.metrics.throughput import steady_rate
 from engine.mining.outputs import commit_video, record_error
 from engine.mining.selection import SelectionParams
 from engine.mining.stages import MAX_CUE_KINDS, FrameScorer, decode_chunks
@@ -93,10 +94,11 @@ def mine_videos(cfg: MineConfig, videos: list[VideoInput], provenance: dict) -> 
     results: dict[str, dict] = {}
     futures: list[tuple[str, Future]] = []
     started, frames_done = time.perf_counter(), 0
-    first_done_at, first_frames, last_done_at = None, 0, started  # for start-up vs steady state
+    arrivals: list[tuple[float, int]] = []  # (when, scored frames) per batch: start-up and steady rate
     assembler = VideoAssembler()
     with ThreadPoolExecutor(max_workers=2) as writer, model_errors_surface():  # JPEG work releases the GIL
         for batch in build_dataset(cfg, videos).iter_batches(batch_size=None, batch_format="pandas"):
+            arrivals.append((time.perf_counter() - started, int((batch["row_kind"] == "frame").sum())))
             for key, frames, error in assembler.add(batch):
                 video = by_key[key]
                 if error is not None:
@@ -108,9 +110,6 @@ def mine_videos(cfg: MineConfig, videos: list[VideoInput], provenance: dict) -> 
                     wait(pending, return_when=FIRST_COMPLETED)
                 timeline = finalize_video(frames, video.video_label, gate, selection)
                 frames_done += len(timeline)
-                last_done_at = time.perf_counter()
-                if first_done_at is None:
-                    first_done_at, first_frames = last_done_at, frames_done
                 futures.append((key, writer.submit(
                     commit_video, out, video, timeline.drop(columns=["row_kind", "n_rows", "error"]), provenance,
                     float(timeline["fps"].iloc[0]) / cfg.decode.stride, cfg.output.timeline_csv,
@@ -126,10 +125,10 @@ def mine_videos(cfg: MineConfig, videos: list[VideoInput], provenance: dict) -> 
     for video in videos:  # never silently drop an input
         if video.key not in results:
             results[video.key] = {"error": record_error(out, video, "scoring produced no result for this video", rh)}
-    steady_s = last_done_at - (first_done_at or last_done_at)
+    scored = [(t, n) for t, n in arrivals if n > 0]
     return {"results": results, "frames_scored": frames_done, "seconds": time.perf_counter() - started,
-            "startup_s": (first_done_at or last_done_at) - started,
-            "steady_fps": (frames_done - first_frames) / steady_s if steady_s > 0 else 0.0}
+            "startup_s": scored[0][0] if scored else 0.0,  # until the first scored frame reached the driver
+            "steady_fps": steady_rate(*zip(*scored)) or 0.0 if scored else 0.0}
 
 
 def completed_keys(out: Path, videos: list[VideoInput], rh: str) -> set[str]:

@@ -58,7 +58,8 @@ def summary_markdown(summary: dict) -> str:
         f"(unchanged models and settings) + {io['errored']} errored",
         f"- frames scored: {summary['frames_scored']}; candidates: {c['candidates']}",
         f"- wall time: {summary['seconds']['total']} s; {summary['seconds']['frames_per_s']} frames/s while mining "
-        f"({summary['seconds']['startup']} s start-up, then {summary['seconds']['steady_frames_per_s']} frames/s)",
+        f"({summary['seconds']['startup']} s to the first scored frame; {summary['seconds']['steady_frames_per_s']} "
+        "frames/s steady, from 10 % to 90 % of the frames scored)",
         "",
         "## Frame outcomes",
         "",
