@@ -120,6 +120,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--out", default="bench/results")
+    parser.add_argument("--docs", help="rewrite the training table in this Markdown file (docs/benchmarks.md)")
     args = parser.parse_args()
     cfg = {"data": str(Path(args.data).resolve()), "model": str(Path(args.model).resolve()), "imgsz": args.imgsz,
            "batch": args.batch, "steps": args.steps, "warmup": args.warmup, "threads": 1}
@@ -136,6 +137,21 @@ def main() -> None:
     out.write_text(json.dumps(report, indent=1))
     print(json.dumps(report, indent=1))
     print(f"wrote {out}")
+    if args.docs:
+        from bench.mining import rewrite_section
+
+        rewrite_section(Path(args.docs), "train", table_markdown(report, str(out)))
+        print(f"rewrote the training table in {args.docs}")
+
+
+def table_markdown(report: dict, source: str) -> str:
+    rows = [("plain loop, step", report["plain_1_thread"]), ("Ray Train, 1 worker, step", report["ray_train_1_worker"]),
+            ("Ray Train, 2 workers, step", report["ray_train_2_workers"])]
+    r = report["ratios"]
+    return "\n".join([f"Result `{source}`:", "", "| | step | images/s |", "|---|---|---|",
+                      *(f"| {name} | {v['step_s']:.3f} s | {v['images_per_s']:.1f} |" for name, v in rows),
+                      f"| Ray Train 1 worker / plain (step time) | **{r['ray_1_worker_step_vs_plain']}** | |",
+                      f"| 2 workers / 1 worker (images/s) | | **{r['two_workers_vs_one_images_per_s']}** |"])
 
 
 if __name__ == "__main__":

@@ -1,0 +1,32 @@
+"""Every benchmark, one after another, each rewriting its table in docs/benchmarks.md:
+
+    python -m bench                          # after `make demo` (its detector, built set, base model)
+    python -m bench --videos 10,100,1000 --repeats 3
+
+mining (bench/mining.py) at each video count, labelling and scanning (bench/label_scan.py),
+Ray Train's overhead (bench/train.py), Tune trials per hour (bench/tune.py). Each also runs alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--videos", default="10,100")
+    parser.add_argument("--repeats", default="3")
+    parser.add_argument("--docs", default="docs/benchmarks.md")
+    parser.add_argument("--demo", default="runs/demo", help="a demo work dir: its dataset and base model")
+    args = parser.parse_args()
+    demo = [f"--data={args.demo}/dataset", f"--model={args.demo}/base/base.pt"]
+    for module, extra in (("bench.mining", ["--videos", args.videos, "--repeats", args.repeats]),
+                          ("bench.label_scan", []), ("bench.train", ["--steps", "30", *demo]), ("bench.tune", demo)):
+        print(f"== {module}", flush=True)
+        subprocess.run([sys.executable, "-m", module, *extra, "--docs", args.docs], check=True)
+
+
+if __name__ == "__main__":
+    main()
