@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.mining import REPO, detector_path, rewrite_section
+from bench.mining import REPO, detector_path, publish
 
 PLAIN_LABEL = """
 import json, sys, time
@@ -146,15 +146,7 @@ def main() -> None:
     n_images = int((pd.read_parquet(world / "segmentation" / "index.parquet").kind == "authentic").sum())
     result = {"videos": args.videos, "images": n_images, "label": bench_label(world, detector_path(work), work),
               "scan": bench_scan(world, segmenter_path(work), work)}
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"label-scan-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(result, indent=2))
-    table = table_markdown(result, str(path))
-    print(f"{table}\n\nwrote {path}")
-    if args.docs:
-        rewrite_section(Path(args.docs), "label-scan", table)
-        print(f"rewrote the label/scan table in {args.docs}")
+    publish(result, args.out, "label-scan", table_markdown, args.docs)
 
 
 if __name__ == "__main__":

@@ -335,15 +335,7 @@ def main() -> None:
             "driver_peak_ratio": round(last["pipeline"]["driver_peak_mb"] / first["pipeline"]["driver_peak_mb"], 2),
             "workers_peak_ratio": round(last["pipeline"]["ray_workers_peak_mb"] / max(first["pipeline"]["ray_workers_peak_mb"], 1), 2),
         }
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"mining-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(results, indent=2))
-    table = table_markdown(results, str(path))
-    print(f"\n{table}\n\nwrote {path}")
-    if args.docs:
-        rewrite_section(Path(args.docs), "mining", table)
-        print(f"rewrote the mining table in {args.docs}")
+    publish(results, args.out, "mining", table_markdown, args.docs)
 
 
 def table_markdown(results: dict, source: str) -> str:
@@ -373,6 +365,20 @@ def table_markdown(results: dict, source: str) -> str:
         lines.append(f"\nPeak memory from {g['videos'][0]:,} to {g['videos'][1]:,} videos: driver x{g['driver_peak_ratio']}, "
                      f"Ray workers x{g['workers_peak_ratio']}.")
     return "\n".join(lines)
+
+
+def publish(result: dict, out_dir: str, name: str, render, docs: str | None) -> None:
+    """Write `result` as bench/results/<name>-<time>.json, print its table (`render(result,
+    path)`) and, with `docs`, rewrite the table between the `bench:<name>` markers there."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps(result, indent=2))
+    table = render(result, str(path))
+    print(f"\n{table}\n\nwrote {path}")
+    if docs:
+        rewrite_section(Path(docs), name, table)
+        print(f"rewrote the {name} table in {docs}")
 
 
 def rewrite_section(doc: Path, name: str, text: str) -> None:

@@ -132,16 +132,9 @@ def main() -> None:
         "two_workers_vs_one_images_per_s": round(results["ray_train_2_workers"]["images_per_s"]
                                                  / results["ray_train_1_worker"]["images_per_s"], 3)}
     report = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform()}, "config": cfg, **results}
-    out = Path(args.out) / f"train-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=1))
-    print(json.dumps(report, indent=1))
-    print(f"wrote {out}")
-    if args.docs:
-        from bench.mining import rewrite_section
+    from bench.mining import publish
 
-        rewrite_section(Path(args.docs), "train", table_markdown(report, str(out)))
-        print(f"rewrote the training table in {args.docs}")
+    publish(report, args.out, "train", table_markdown, args.docs)
 
 
 def table_markdown(report: dict, source: str) -> str:

@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.mining import REPO, rewrite_section
+from bench.mining import REPO, publish
 from engine.train.trainer import latest_checkpoint
 
 
@@ -47,18 +47,15 @@ def main() -> None:
     result = {"trials": args.trials, "epochs": args.epochs, "samples_per_epoch": args.samples, "seconds": round(seconds, 1),
               "trials_per_hour": round(args.trials * 3600 / seconds, 1), "training_seconds": round(training, 1),
               "training_share": round(training / seconds, 2)}
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"tune-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(result, indent=2))
-    table = "\n".join([
-        f"Result `{path}` ({args.trials} trials, {args.epochs} epochs of {args.samples} images each, 2 workers, FIFO):", "",
+    publish(result, args.out, "tune", table_markdown, args.docs)
+
+
+def table_markdown(result: dict, source: str) -> str:
+    return "\n".join([
+        f"Result `{source}` ({result['trials']} trials, {result['epochs']} epochs of {result['samples_per_epoch']} images each, "
+        "2 workers, FIFO):", "",
         "| search, launch to exit | trials per hour | time in trial epochs | share |", "|---|---|---|---|",
         f"| {result['seconds']} s | **{result['trials_per_hour']}** | {result['training_seconds']} s | {result['training_share']} |"])
-    print(f"{table}\n\nwrote {path}")
-    if args.docs:
-        rewrite_section(Path(args.docs), "tune", table)
-        print(f"rewrote the tune table in {args.docs}")
 
 
 if __name__ == "__main__":
