@@ -21,10 +21,10 @@ from pathlib import Path
 
 from engine.attempts import is_done
 from engine.config import config_to_dict
+from engine.metrics.throughput import steady_rate
 from engine.mining.config import MineConfig
 from engine.mining.gating import GateParams
 from engine.mining.inputs import VideoInput
-from engine.metrics.throughput import steady_rate
 from engine.mining.outputs import commit_video, record_error
 from engine.mining.selection import SelectionParams
 from engine.mining.stages import MAX_CUE_KINDS, FrameScorer, decode_chunks

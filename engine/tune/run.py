@@ -125,7 +125,7 @@ def run_tuning(cfg: TuneConfig) -> dict:
     unfinished = cfg.num_samples - grid.num_terminated - grid.num_errors
     if unfinished > 0:  # stopped (Ctrl-C, a lost driver): nothing is registered from half a search
         raise Interrupted(f"the search stopped with {unfinished} of {cfg.num_samples} trials unfinished; "
-                                f"the same command resumes it from {out}")
+                          f"the same command resumes it from {out}")
     if not done:
         errors = [t["error"] for t in trials if t["error"]]
         raise RuntimeError(f"no trial reported an objective ({'errors: ' + '; '.join(errors) if errors else 'interrupted?'});"
