@@ -92,6 +92,7 @@ class Transfer:
     key: str
     uri: str
     output: bool
+    at: list = field(default_factory=list)  # the value's place in the config data (keys and list indices)
     local: Path = field(init=False)
     pulled: dict[str, tuple[int, int]] = field(default_factory=dict)  # relative path -> (size, mtime_ns)
 
@@ -116,9 +117,15 @@ class Staging:
             for dotted in keys:
                 for shown, path, value in _dotted_values(data, dotted.split(".")):
                     if isinstance(value, str) and is_remote(value):
-                        transfer = Transfer(shown, value.rstrip("/"), output)
+                        transfer = Transfer(shown, value.rstrip("/"), output, path)
                         self.transfers.append(transfer)
                         _set(data, path, str(transfer.local))
+        return data
+
+    def as_given(self, data: dict) -> dict:
+        """Config data (a dumped config) with each mirror path put back to the URI the user gave."""
+        for t in self.transfers:
+            _set(data, t.at, t.uri)
         return data
 
     def stored(self) -> list[str]:

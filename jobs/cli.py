@@ -64,11 +64,11 @@ def run_job(module: ModuleType, argv: list[str] | None = None, prog: str | None 
     if subcommand and overrides and "=" not in overrides[0]:  # `quarry review stats ...`
         overrides[0] = f"{subcommand}={overrides[0]}"
     try:
-        if args.print_config:
-            print(json.dumps(load_config(module.CONFIG, args.config, overrides).model_dump(mode="json"), indent=2))
-            return 0
         staging = Staging(getattr(module, "remote_keys", None))
         config = load_config(module.CONFIG, args.config, overrides, prepare=staging.localise)
+        if args.print_config:
+            print(json.dumps(staging.as_given(config.model_dump(mode="json")), indent=2))
+            return 0
         with staging:
             summary = module.run(config)
     except (ConfigError, ModelError) as exc:

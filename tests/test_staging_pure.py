@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from engine.config import ConfigError
@@ -36,3 +38,15 @@ def test_only_remote_values_under_the_jobs_keys_are_replaced(tmp_path, monkeypat
     assert [(t.key, t.uri, t.output) for t in staging.transfers] == [
         ("models[0].source", "s3://b/m1.pt", False), ("variants['a'].checkpoint", "gs://c/a.pt", False),
         ("out_dir", "s3://b/out", True)]
+
+
+def test_print_config_shows_the_uris_as_given(tmp_path, monkeypatch, capsys):
+    """A Path field would print s3://b/d as s3:/b/d: --print-config puts the URIs back."""
+    from jobs import train
+    from jobs.cli import run_job
+
+    monkeypatch.setenv("QUARRY_STORE_MIRROR", str(tmp_path))
+    assert run_job(train, ["data=s3://b/dataset/", "out_dir=s3://b/train", "--print-config"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["data"] == "s3://b/dataset" and printed["out_dir"] == "s3://b/train"
+    assert not (tmp_path / "s3").exists(), "printing the config touches neither the store nor the mirror"
