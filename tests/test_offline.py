@@ -113,3 +113,19 @@ def test_checkpoints_holding_more_than_weights_are_refused_by_name(tmp_path):
         build_segmenter(SegmenterSpec(checkpoint=evil))
     with pytest.raises(ModelError, match=r"evil.pt: refused: it holds more than weights"):
         build_clip(ClipSpec(checkpoint=evil))
+
+
+@pytest.mark.slow
+def test_the_workers_of_a_local_ray_get_every_switch():
+    """A local Ray's workers inherit the driver's environment (no runtime env is set for it):
+    started from a process without the switches, a Ray task still sees each one."""
+    code = ("import json, os, ray\n"
+            "from engine.raycluster import RayConfig, ray_session\n"
+            "from engine.offline import OFFLINE_ENV\n"
+            "with ray_session(RayConfig(num_cpus=1)):\n"
+            "    seen = ray.get(ray.remote(lambda: {k: os.environ.get(k) for k in OFFLINE_ENV}).remote())\n"
+            "print(json.dumps(seen))\n")
+    env = {k: v for k, v in os.environ.items() if k not in OFFLINE_ENV}
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == OFFLINE_ENV
