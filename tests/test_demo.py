@@ -177,3 +177,17 @@ def test_jobs_run_in_one_block_share_one_local_ray_that_stops_after_it(tmp_path)
     with ray_session(RayConfig(num_cpus=1)):
         assert ray.is_initialized()
     assert not ray.is_initialized(), "outside the block a job stops the Ray it started"
+
+
+def test_the_review_steps_key_follows_the_clip_checkpoint_and_the_categories(tmp_path):
+    """Both rounds key their review step on the review job's resolved config, so a new CLIP
+    checkpoint or new categories redo it (round 2 once keyed on the categories alone)."""
+    from engine.demo.config import DemoConfig
+    from engine.demo.steps import review_key
+
+    config = DemoConfig()
+    plain = review_key(config, [])
+    assert review_key(config, []) == plain
+    assert review_key(config, [f"categorise.clip.checkpoint={tmp_path / 'clip.pt'}"]) != plain
+    other = config.model_copy(update={"categories": {**config.categories, "tractor": "a photo of a tractor"}})
+    assert review_key(other, []) != plain

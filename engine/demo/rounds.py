@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from engine.config import config_hash
@@ -14,6 +13,7 @@ from engine.demo.steps import (
     label_config,
     mining_config,
     promotion_step,
+    review_key,
     review_step,
     run_step,
     train_config,
@@ -60,7 +60,7 @@ def later_round(config: DemoConfig, r: int, previous: dict, previous_set: Path, 
     key = config_hash(label_cfg) + upstream + steps["synth"]["key"]
     steps["label"] = run_step(f"round{r}.label", root / "label", key, config.reuse, lambda: label.run(label_cfg))
     manifest = root / "mine" / "candidates.parquet"
-    steps["review"] = run_step(f"round{r}.review", root / "mine" / "sheet", steps["mine"]["key"] + json.dumps(config.categories),
+    steps["review"] = run_step(f"round{r}.review", root / "mine" / "sheet", review_key(config, clip_override) + steps["mine"]["key"],
                                config.reuse, lambda: review_step(config, manifest, clip_override))
     build_cfg = build_config(config, previous_set / "data.yaml", root / "label" / "labels.parquet", manifest,
                              root / "dataset", clip)

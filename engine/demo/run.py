@@ -28,13 +28,12 @@ is fine-tuned on it and must pass the same gate against itself.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 import pandas as pd
 
-from engine.config import config_hash, load_config, write_resolved_config
+from engine.config import config_hash, write_resolved_config
 from engine.demo.config import DemoConfig
 from engine.demo.report import final_figures
 from engine.demo.rounds import later_round
@@ -45,6 +44,7 @@ from engine.demo.steps import (
     label_config,
     mining_config,
     promotion_step,
+    review_key,
     review_step,
     run_step,
     train_config,
@@ -53,7 +53,6 @@ from engine.evaluate.config import ModelRef
 from engine.evaluate.world_truth import edge_truth_report, flicker_truth_report, load_truth
 from engine.mining.config import MineConfig
 from engine.registry.promote import PromoteConfig
-from engine.review.config import ReviewConfig
 from engine.storage import write_table
 from engine.synth.config import SynthConfig
 from engine.train.config import TrainConfig
@@ -128,9 +127,8 @@ def _run_steps(config: DemoConfig) -> dict:
 
     manifest = work / "mine" / "candidates.parquet"
     clip_override = [f"categorise.clip.checkpoint={clip_checkpoint}"] if clip_checkpoint else []
-    key = config_hash(load_config(ReviewConfig, None, clip_override)) + json.dumps(config.categories) + steps["mine"]["key"]
-    steps["review"] = run_step("review", work / "mine" / "sheet", key, config.reuse,
-                               lambda: review_step(config, manifest, clip_override))
+    steps["review"] = run_step("review", work / "mine" / "sheet", review_key(config, clip_override) + steps["mine"]["key"],
+                               config.reuse, lambda: review_step(config, manifest, clip_override))
 
     build_cfg = build_config(config, work / "world" / "detection" / "data.yaml", work / "label" / "labels.parquet",
                              manifest, work / "dataset", clip_checkpoint)

@@ -13,7 +13,7 @@ from typing import Callable
 import pandas as pd
 
 from engine.build.config import BuildConfig
-from engine.config import load_config
+from engine.config import config_hash, load_config
 from engine.demo.config import CATEGORY_OF_KIND, DemoConfig
 from engine.evaluate.config import ModelRef
 from engine.evaluate.run import EvaluateConfig
@@ -100,6 +100,12 @@ def mining_config(config: DemoConfig, out: Path, selection, videos: Path, detect
     if cfg.tracking.tracking_uri is None:
         cfg.tracking.tracking_uri = tracking_uri
     return cfg
+
+
+def review_key(config: DemoConfig, clip_override: list[str]) -> str:
+    """What the review step's result depends on besides its candidates: the review job's
+    resolved config (CLIP checkpoint included) and the categories."""
+    return config_hash(load_config(ReviewConfig, None, clip_override)) + json.dumps(config.categories)
 
 
 def review_step(config: DemoConfig, manifest: Path, clip_override: list[str]) -> dict:
