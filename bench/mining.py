@@ -60,6 +60,7 @@ class MemorySampler:
     def __init__(self, driver_pid: int | None = None):
         self.driver_peak = self.workers_peak = 0
         self.driver_pid = driver_pid
+        self.driver_trace: list[list] = []  # [seconds since start, driver MB], one point a second
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -76,9 +77,13 @@ class MemorySampler:
         return 0
 
     def _run(self):
+        started = time.perf_counter()
         while not self._stop.is_set():
             if self.driver_pid is not None:
-                self.driver_peak = max(self.driver_peak, self.anonymous_bytes(self.driver_pid))
+                driver, now_s = self.anonymous_bytes(self.driver_pid), time.perf_counter() - started
+                self.driver_peak = max(self.driver_peak, driver)
+                if driver and now_s >= len(self.driver_trace):
+                    self.driver_trace.append([round(now_s, 1), round(driver / 2**20)])
             total = 0
             for p in psutil.process_iter(["cmdline"]):
                 cmd = " ".join(p.info["cmdline"] or [])
@@ -273,7 +278,9 @@ def pipeline(cfg: MineConfig, work: Path) -> dict:
     summary = json.loads((Path(cfg.output.out_dir) / "summary.json").read_text())
     frames, s = summary["frames_scored"], summary["seconds"]
     return {"frames": frames, "seconds": round(seconds, 2), "fps": round(frames / seconds, 1),
-            "startup_s": s["startup"], "steady_fps": s["steady_frames_per_s"], **mem.mb()}
+            "startup_s": s["startup"], "steady_fps": s["steady_frames_per_s"], **mem.mb(),
+            # where the driver's memory goes over the run: streaming, then the tables rebuilt at the end
+            "driver_trace_mb": mem.driver_trace, "mining_s": s["mining"]}
 
 
 def main() -> None:
