@@ -4,7 +4,8 @@
     python -m bench --videos 10,100,1000 --repeats 3
 
 mining (bench/mining.py) at each video count, labelling and scanning (bench/label_scan.py),
-Ray Train's overhead (bench/train.py), Tune trials per hour (bench/tune.py). Each also runs alone.
+Ray Train's overhead (bench/train.py), Tune trials per hour (bench/tune.py), and where torch sees a
+CUDA GPU the GPU figures (bench/gpu.py). Each also runs alone.
 """
 
 from __future__ import annotations
@@ -22,8 +23,11 @@ def main() -> None:
     parser.add_argument("--demo", default="runs/demo", help="a demo work dir: its dataset and base model")
     args = parser.parse_args()
     demo = [f"--data={args.demo}/dataset", f"--model={args.demo}/base/base.pt"]
-    for module, extra in (("bench.mining", ["--videos", args.videos, "--repeats", args.repeats]),
-                          ("bench.label_scan", []), ("bench.train", ["--steps", "30", *demo]), ("bench.tune", demo)):
+    runs = [("bench.mining", ["--videos", args.videos, "--repeats", args.repeats]), ("bench.label_scan", []),
+            ("bench.train", ["--steps", "30", *demo]), ("bench.tune", demo)]
+    if subprocess.run([sys.executable, "-c", "import torch, sys; sys.exit(not torch.cuda.is_available())"]).returncode == 0:
+        runs.append(("bench.gpu", demo))
+    for module, extra in runs:
         print(f"== {module}", flush=True)
         subprocess.run([sys.executable, "-m", module, *extra, "--docs", args.docs], check=True)
 

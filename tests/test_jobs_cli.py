@@ -111,3 +111,17 @@ def test_python_dash_m_names_the_job_in_errors():
     assert proc.returncode == 2
     assert proc.stderr.startswith("quarry mine: invalid config") and "__main__" not in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.reliability("bad config")
+@pytest.mark.parametrize("job,prefix", [("train", "scaling."), ("tune", "train.scaling.")])
+def test_ddp_workers_sharing_a_gpu_are_refused(job, prefix, capsys):
+    """Seen on an H100: two DDP workers at 0.5 GPU each fail at NCCL's first barrier ("Duplicate GPU
+    detected"), so the config refuses them; one worker at 0.5 GPU (a Tune trial's) stays valid."""
+    gpu = [f"{prefix}use_gpu=true", f"{prefix}gpus_per_worker=0.5"]
+    assert cli.main([job, *gpu, f"{prefix}num_workers=2", "--print-config"]) == 2
+    err = capsys.readouterr().err
+    assert "scaling.gpus_per_worker=0.5 with scaling.num_workers=2: NCCL cannot" in err and "Traceback" not in err
+    assert cli.main([job, *gpu, f"{prefix}num_workers=1", "--print-config"]) == 0
+    assert cli.main([job, f"{prefix}gpus_per_worker=0.5", f"{prefix}num_workers=2", "--print-config"]) == 0  # CPU: unused
+    capsys.readouterr()

@@ -20,7 +20,18 @@ class ScalingSection(Section):
     num_workers: int = Field(2, ge=1, le=1024, description="DDP workers")
     use_gpu: bool = Field(False, description="one GPU per worker (nccl); off: CPU workers (gloo)")
     cpus_per_worker: float = Field(1.0, gt=0.0, le=128.0)
-    gpus_per_worker: float = Field(1.0, gt=0.0, le=8.0, description="with use_gpu; fractions share a GPU")
+    gpus_per_worker: float = Field(1.0, gt=0.0, le=8.0, description=(
+        "with use_gpu; a fraction only with num_workers 1 (Tune trials of one worker then share a GPU)"))
+
+    @model_validator(mode="after")
+    def _one_rank_per_gpu(self):
+        # Measured on an H100: two DDP workers at 0.5 GPU each land on one device and NCCL's first
+        # barrier fails with "Duplicate GPU detected : rank 0 and rank 1 both on CUDA device".
+        if self.use_gpu and self.num_workers > 1 and self.gpus_per_worker < 1:
+            raise ValueError(f"scaling.gpus_per_worker={self.gpus_per_worker} with scaling.num_workers={self.num_workers}: NCCL "
+                             "cannot run two workers of one job on the same GPU; give each worker a whole GPU "
+                             "(gpus_per_worker: 1) or train on one worker")
+        return self
 
 
 class DetectTrainConfig(Section):
