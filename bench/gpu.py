@@ -1,6 +1,6 @@
 """GPU figures, on a machine with a CUDA GPU: mining end to end per GPU against the models alone at the
-same batch size, fp16 off and on, both decode layouts; a detection training step on the GPU with mixed
-precision off and on; the training job on the GPU through Ray Train (nccl), whole and shared.
+same batch size, fp16 off and on, both decode layouts, and fp16's effect on the scores; a detection
+training step on the GPU with mixed precision off and on; train and tune jobs on the GPU (nccl, fractions).
 
     python -m bench.gpu --videos 100 --docs docs/benchmarks.md
     python -m bench.gpu --videos 100 --data runs/demo/dataset --model runs/demo/base/base.pt   # with training
@@ -15,9 +15,11 @@ detector exists, the tiny CLIP), batches of `decode.batch_frames` frames:
   the pipeline end to end (`quarry mine`) with `--actors` scoring actors sharing the GPU
       (scoring.num_gpus_per_actor = 1 / actors), fp16 off and on, decoding in the scoring actors and in
       CPU tasks; frames/s per GPU = scored frames/s / GPUs;
+  fp16 agreement: the same frames scored in fp32 and in fp16, the scores' largest differences;
   training: bench.train's step (Ultralytics' loss + the FP penalty, weighted sampler, AdamW) on the GPU,
-      AMP off and on; then `quarry train` for a few steps on 1 GPU worker (nccl, AMP) and on 2 workers
-      sharing one GPU (gpus_per_worker 0.5), each recorded as passed or with its error.
+      AMP off and on; then `quarry train` for an epoch on 1 GPU worker (nccl, AMP) and on 2 workers sharing
+      one GPU (the config refuses it), and `quarry tune` with two one-worker trials at 0.5 GPU each, each
+      recorded as passed or with its output's end.
 """
 
 from __future__ import annotations
@@ -33,7 +35,17 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.mining import REPO, detector_path, make_videos, pipeline, plain_loop_process, publish, score_only
+from bench.mining import (
+    REPO,
+    decoded_batches,
+    detector_path,
+    make_videos,
+    pipeline,
+    plain_loop_process,
+    publish,
+    score_batch,
+    score_only,
+)
 
 PRECISIONS = {"fp32": "false", "fp16": "true"}
 
@@ -83,6 +95,32 @@ def mining(args, work: Path) -> dict:
                    "pipeline_steady_vs_model_only": round(p["steady_fps"] / model_only["fps"], 3)}
             print(f"pipeline {precision} {layout}:", json.dumps(run["pipeline"]), flush=True)
             out["runs"].append(run)
+    return out
+
+
+def fp16_agreement(args, work: Path) -> dict:
+    """The same frames scored in fp32 and in fp16 (detector and CLIP): how far the scores move and
+    how often the detections and cue counts differ. Detector: --model (a trained one) if it exists."""
+    from engine.config import config_to_dict
+    from engine.mining.inputs import list_inputs
+    from engine.mining.stages import FrameScorer
+
+    manifest = Path(args.world) if args.world else make_videos(work, args.videos, seed=100 + args.videos)
+    detector = args.model if Path(args.model).is_file() else (args.detector or detector_path(work))
+    rows = {}
+    for precision in PRECISIONS:
+        cfg = mine_config(manifest, work / "unused", detector, precision, "actor", 1, args.batch)
+        scorer = FrameScorer(config_to_dict(cfg.scoring), config_to_dict(cfg.decode))
+        batches = decoded_batches(cfg, list_inputs(cfg.input.source, cfg.input.extensions), args.model_frames)
+        rows[precision] = [r for ids, pixels in batches for r in score_batch(scorer, ids, pixels)]
+    a, b = rows["fp32"], rows["fp16"]
+    out = {"detector": detector, "frames": len(a)}
+    for key in ("yolo_score", "clip_p_workzone", "fused_score"):
+        diff = np.abs(np.array([r[key] for r in a]) - np.array([r[key] for r in b]))
+        out[key] = {"max_abs_diff": round(float(diff.max()), 5), "mean_abs_diff": round(float(diff.mean()), 6)}
+    out["same_n_boxes_share"] = round(float(np.mean([x["n_boxes"] == y["n_boxes"] for x, y in zip(a, b)])), 4)
+    out["same_cue_count_share"] = round(float(np.mean([x["cue_count"] == y["cue_count"] for x, y in zip(a, b)])), 4)
+    out["fused_above_0.5_flips"] = int(sum((x["fused_score"] >= 0.5) != (y["fused_score"] >= 0.5) for x, y in zip(a, b)))
     return out
 
 
@@ -200,7 +238,7 @@ def main() -> None:
     parser.add_argument("--work", default="runs/bench")
     parser.add_argument("--out", default="bench/results")
     parser.add_argument("--docs", help="rewrite the GPU table in this Markdown file (docs/benchmarks.md)")
-    parser.add_argument("--parts", default="startup,mining,training", help="what to measure (training needs --data)")
+    parser.add_argument("--parts", default="startup,agreement,mining,training", help="what to measure (training needs --data)")
     parser.add_argument("--render", metavar="JSON", nargs="+", help=(
         "only print (and with --docs rewrite) the table of results this bench wrote on a GPU machine, merged"))
     args = parser.parse_args()
@@ -231,6 +269,9 @@ def main() -> None:
         report["startup"] = {p: gpu_startup(mine_config(Path("unused"), work, detector, p, "actor", 1, args.batch))
                              for p in PRECISIONS}
         print("start-up:", json.dumps(report["startup"]), flush=True)
+    if "agreement" in parts:
+        report["fp16_agreement"] = fp16_agreement(args, work)
+        print("fp16 agreement:", json.dumps(report["fp16_agreement"]), flush=True)
     if "mining" in parts:
         report["mining"] = mining(args, work)
     if "training" in parts and args.data:
@@ -245,6 +286,13 @@ def table_markdown(report: dict, source: str) -> str:
         lines += ["", "A scoring actor's start-up on the GPU (seconds): " + "; ".join(
             f"{p}: " + ", ".join(f"{k.removesuffix('_s').replace('_', ' ')} {v}" for k, v in t.items())
             for p, t in report["startup"].items())]
+    if "fp16_agreement" in report:
+        a = report["fp16_agreement"]
+        lines += ["", f"fp16 against fp32 on the same {a['frames']:,} frames (detector `{Path(a['detector']).name}`): "
+                  + ", ".join(f"{k} max |diff| {a[k]['max_abs_diff']} (mean {a[k]['mean_abs_diff']})"
+                              for k in ("yolo_score", "clip_p_workzone", "fused_score"))
+                  + f"; same box count on {a['same_n_boxes_share']:.1%} of frames, same cue count on "
+                  f"{a['same_cue_count_share']:.1%}, fused score crossing 0.5 on {a['fused_above_0.5_flips']} frames."]
     if "mining" in report:
         mine = report["mining"]
         loop = mine["plain_loop_fp32"]
@@ -266,7 +314,8 @@ def table_markdown(report: dict, source: str) -> str:
         for j in t["jobs"]:
             state = {0: f"passed in {j['wall_s']} s", 2: "refused by the config check (exit 2)"}.get(
                 j["returncode"], f"failed (exit {j['returncode']})")
-            lines.append(f"| `quarry {j['job']}`, {j['what']} | {state} |")
+            what = j.get("what") or f"{j['workers']} worker(s) x {j['gpus_per_worker']} GPU"  # the first run's keys
+            lines.append(f"| `quarry {j.get('job', 'train')}`, {what} | {state} |")
     return "\n".join(lines)
 
 

@@ -242,26 +242,33 @@ def decode_only(cfg: MineConfig, videos) -> dict:
     return {"frames": frames, "seconds": round(seconds, 2), "fps": round(frames / seconds, 1)}
 
 
-def score_only(cfg: MineConfig, videos, max_frames: int = 960, warmup_batches: int = 0) -> dict:
-    """Detector + CLIP + fusion on frames already in memory; `warmup_batches` scored first, untimed."""
-    scorer = FrameScorer(config_to_dict(cfg.scoring), config_to_dict(cfg.decode))
+def decoded_batches(cfg: MineConfig, videos, max_frames: int) -> list[tuple]:
+    """(frame ids, pixels) batches of `decode.batch_frames` from the first videos, until `max_frames`."""
     batches = []
     for video in videos:
         for ids, pixels in decode_frames(video.uri, range(0, 10**6, cfg.decode.stride), None, cfg.decode.batch_frames):
             batches.append((ids, pixels))
         if sum(len(i) for i, _ in batches) >= max_frames:
             break
-    def score(frame_ids, pixels) -> int:
-        height, width = pixels.shape[1:3]
-        metas = [{"video_key": "x", "chunk_index": 0, "n_chunks": 1, "frame": int(f), "fps": 15.0,
-                  "native_width": width, "native_height": height} for f in frame_ids]
-        return len(scorer.score_images(metas, list(pixels)))
+    return batches
 
+
+def score_batch(scorer: FrameScorer, frame_ids, pixels) -> list[dict]:
+    height, width = pixels.shape[1:3]
+    metas = [{"video_key": "x", "chunk_index": 0, "n_chunks": 1, "frame": int(f), "fps": 15.0,
+              "native_width": width, "native_height": height} for f in frame_ids]
+    return scorer.score_images(metas, list(pixels))
+
+
+def score_only(cfg: MineConfig, videos, max_frames: int = 960, warmup_batches: int = 0) -> dict:
+    """Detector + CLIP + fusion on frames already in memory; `warmup_batches` scored first, untimed."""
+    scorer = FrameScorer(config_to_dict(cfg.scoring), config_to_dict(cfg.decode))
+    batches = decoded_batches(cfg, videos, max_frames)
     for frame_ids, pixels in batches[:warmup_batches]:
-        score(frame_ids, pixels)
+        score_batch(scorer, frame_ids, pixels)
     started, frames = time.perf_counter(), 0
     for frame_ids, pixels in batches:
-        frames += score(frame_ids, pixels)
+        frames += len(score_batch(scorer, frame_ids, pixels))
     seconds = time.perf_counter() - started
     return {"frames": frames, "seconds": round(seconds, 2), "fps": round(frames / seconds, 1)}
 
