@@ -45,6 +45,8 @@ class ScanConfig(Section):
     input: ScanInput = ScanInput()
     models: list[ScanModel] = Field([ScanModel()], min_length=1)
     imgsz: int = Field(128, ge=32, le=4096, multiple_of=32)
+    device: str = Field("auto", description=(
+        "torch device of the models: auto (cuda when the actor has a GPU: pool.num_gpus_per_actor), cpu, cuda"))
     threshold: float = Field(0.75, gt=0.0, lt=1.0, description="seed 003: 0.75 (seed 002: 0.5)")
     min_fp_ratio: float = Field(0.001, ge=0.0, le=1.0, description="seed 002: forged share above 0.1 %")
     min_area_px: int = Field(500, ge=0, description="seed 003: a connected region of at least 500 px")
@@ -85,12 +87,14 @@ class ScanStage:
     """Holds the model(s); scores groups of images (Ray Data callable class)."""
 
     def __init__(self, cfg: dict):
+        from engine.models import resolve_device
         from engine.models.segmenter import SegmenterSpec, build_segmenter
         from engine.offline import enable_offline
 
         enable_offline()
         self.cfg = ScanConfig.model_validate(cfg)
-        self.models = [build_segmenter(SegmenterSpec(arch=m.arch, encoder=m.encoder, checkpoint=m.checkpoint))
+        device = resolve_device(self.cfg.device)  # before, the models stayed on the CPU of a GPU actor
+        self.models = [build_segmenter(SegmenterSpec(arch=m.arch, encoder=m.encoder, checkpoint=m.checkpoint, device=device))
                        for m in self.cfg.models]
         self.weights = [m.weight for m in self.cfg.models]
 
