@@ -70,10 +70,15 @@ def mine_config(manifest: Path, out_dir: Path, detector: str, precision: str, la
         f"scoring.num_gpus_per_actor={1 / actors}", "tracking.enabled=false", f"ray.num_cpus={os.cpu_count()}"])
 
 
+def world_manifest(args, work: Path) -> Path:
+    """--world, or bench.mining's world of --videos videos (generated once under `work`)."""
+    return Path(args.world) if args.world else make_videos(work, args.videos, seed=100 + args.videos)
+
+
 def mining(args, work: Path) -> dict:
     from engine.mining.inputs import list_inputs
 
-    manifest = Path(args.world) if args.world else make_videos(work, args.videos, seed=100 + args.videos)
+    manifest = world_manifest(args, work)
     detector = args.detector or detector_path(work)
     stamp = int(time.time())
     out = {"videos": args.videos, "detector": detector, "actors": args.actors, "batch_frames": args.batch, "runs": []}
@@ -105,13 +110,14 @@ def fp16_agreement(args, work: Path) -> dict:
     from engine.mining.inputs import list_inputs
     from engine.mining.stages import FrameScorer
 
-    manifest = Path(args.world) if args.world else make_videos(work, args.videos, seed=100 + args.videos)
+    manifest = world_manifest(args, work)
     detector = args.model if Path(args.model).is_file() else (args.detector or detector_path(work))
+    configs = {p: mine_config(manifest, work / "unused", detector, p, "actor", 1, args.batch) for p in PRECISIONS}
+    fp32 = configs["fp32"]
+    batches = decoded_batches(fp32, list_inputs(fp32.input.source, fp32.input.extensions), args.model_frames)
     rows = {}
-    for precision in PRECISIONS:
-        cfg = mine_config(manifest, work / "unused", detector, precision, "actor", 1, args.batch)
+    for precision, cfg in configs.items():
         scorer = FrameScorer(config_to_dict(cfg.scoring), config_to_dict(cfg.decode))
-        batches = decoded_batches(cfg, list_inputs(cfg.input.source, cfg.input.extensions), args.model_frames)
         rows[precision] = [r for ids, pixels in batches for r in score_batch(scorer, ids, pixels)]
     a, b = rows["fp32"], rows["fp16"]
     out = {"detector": detector, "frames": len(a)}
