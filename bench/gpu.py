@@ -134,30 +134,13 @@ def train_steps(cfg: dict, amp: bool) -> dict:
     """bench.train's step on the GPU: median seconds per step after the warm-up steps."""
     import torch
 
-    from bench.train import _setup
-    from engine.train.detect_loop import detection_batch_loss
+    from bench.train import _setup, timed_steps
 
     model, criterion, loader = _setup(cfg)
-    device = torch.device("cuda")
-    model = model.to(device).train()
+    model = model.to("cuda").train()
     criterion = type(criterion)(model)  # its anchors and weights on the model's device
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp)
-    times, it = [], iter(loader)
-    for step in range(cfg["steps"] + cfg["warmup"]):
-        started = time.perf_counter()
-        batch = next(it)
-        batch = {k: v.to(device, non_blocking=True) if hasattr(v, "to") else v for k, v in batch.items()}
-        with torch.autocast("cuda", enabled=amp):
-            loss, _, _ = detection_batch_loss(model, criterion, batch, 1.0, 10)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        torch.cuda.synchronize()
-        if step >= cfg["warmup"]:
-            times.append(time.perf_counter() - started)
-    step_s = float(np.median(times))
+    step_s = float(np.median(timed_steps(model, criterion, loader, cfg["steps"], cfg["warmup"], device=torch.device("cuda"),
+                                         amp=amp)))
     return {"amp": amp, "step_s": round(step_s, 4), "images_per_s": round(cfg["batch"] / step_s, 1)}
 
 
@@ -198,14 +181,13 @@ from engine.config import config_to_dict
 from engine.mining.config import MineConfig
 from engine.mining.stages import FrameScorer
 import numpy as np
+from bench.mining import score_batch
 cfg = MineConfig.model_validate(json.loads(sys.argv[1]))
 s = time.perf_counter(); scorer = FrameScorer(config_to_dict(cfg.scoring), config_to_dict(cfg.decode))
 t["import_and_build_models_s"] = time.perf_counter() - s
-frames = [np.random.default_rng(i).integers(0, 255, (144, 256, 3), dtype=np.uint8) for i in range(cfg.decode.batch_frames)]
-metas = [{"video_key": "x", "chunk_index": 0, "n_chunks": 1, "frame": i, "fps": 15.0, "native_width": 256,
-          "native_height": 144} for i in range(len(frames))]
+pixels = np.random.default_rng(0).integers(0, 255, (cfg.decode.batch_frames, 144, 256, 3), dtype=np.uint8)
 for name in ("first_batch_s", "second_batch_s"):
-    s = time.perf_counter(); scorer.score_images(metas, frames); t[name] = time.perf_counter() - s
+    s = time.perf_counter(); score_batch(scorer, range(len(pixels)), pixels); t[name] = time.perf_counter() - s
 print(json.dumps({k: round(v, 2) for k, v in t.items()}))
 """
 

@@ -23,13 +23,17 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 
 
-def timed_steps(model, criterion, loader, steps: int, warmup: int, world: int = 1) -> list[float]:
-    """Train `steps` steps; the wall time of each after `warmup`."""
+def timed_steps(model, criterion, loader, steps: int, warmup: int, world: int = 1, device=None,
+                amp: bool = False) -> list[float]:
+    """Train `steps` steps; the wall time of each after `warmup`. `device`: where the batches go (the
+    model is there already); on CUDA `amp` turns mixed precision on and each step waits for the GPU."""
     import torch
 
     from engine.train.detect_loop import detection_batch_loss
 
+    cuda = device is not None and torch.device(device).type == "cuda"
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp and cuda)
     times, it = [], iter(loader)
     for step in range(steps + warmup):
         started = time.perf_counter()
@@ -38,10 +42,16 @@ def timed_steps(model, criterion, loader, steps: int, warmup: int, world: int = 
         except StopIteration:
             it = iter(loader)
             batch = next(it)
-        loss, _, _ = detection_batch_loss(model, criterion, batch, 1.0, 10)
+        if device is not None:
+            batch = {k: v.to(device, non_blocking=True) if hasattr(v, "to") else v for k, v in batch.items()}
+        with torch.autocast("cuda", enabled=amp and cuda):
+            loss, _, _ = detection_batch_loss(model, criterion, batch, 1.0, 10)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        if cuda:
+            torch.cuda.synchronize()
         if step >= warmup:
             times.append(time.perf_counter() - started)
     return times
