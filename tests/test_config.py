@@ -193,6 +193,24 @@ def test_a_profile_lies_between_the_defaults_and_the_users_keys(tmp_path: Path):
         load_config(DemoConfig, None, ["profile=fast"])
 
 
+@pytest.mark.reliability("bad config")
+def test_the_demo_seed_seeds_every_training_and_a_different_section_seed_is_refused():
+    from engine.demo.config import SEEDED_SECTIONS, DemoConfig
+
+    def seeds(cfg) -> dict:
+        leaves = dict(_leaves(cfg.model_dump(mode="json")))
+        return {key: leaves[f"{key}.seed"] for key in SEEDED_SECTIONS}
+
+    assert set(seeds(load_config(DemoConfig)).values()) == {0}
+    assert set(seeds(load_config(DemoConfig, None, ["seed=2"])).values()) == {2}
+    # every section with a seed is one the demo sets (a new one must join SEEDED_SECTIONS)
+    trainings = {k.rsplit(".", 1)[0] for k, _ in _leaves(DemoConfig().model_dump(mode="json")) if k.endswith(".seed")}
+    assert trainings - set(SEEDED_SECTIONS) <= {"build", "train.segment", "tune.train.segment"}
+    assert load_config(DemoConfig, None, ["seed=2", "segmenter.seed=2"]).segmenter.seed == 2
+    with pytest.raises(ConfigError, match=r"segmenter\.seed=3: the demo's `seed` seeds every training; set seed=3"):
+        load_config(DemoConfig, None, ["seed=2", "segmenter.seed=3"])
+
+
 @pytest.mark.reliability("security")
 def test_a_yaml_tag_that_would_run_code_is_refused_not_run(tmp_path: Path):
     marker = tmp_path / "ran"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from engine.build.config import BuildConfig
 from engine.config import Section
@@ -37,6 +37,10 @@ CATEGORY_OF_KIND = {"orange_truck": "orange_trucks", "orange_sign": "roadside_si
                     "orange_person": "other_roadwork_lookalikes"}
 
 
+# The sections whose `seed` the demo sets from its own (every training it runs).
+SEEDED_SECTIONS = ("base_model", "clip", "segmenter", "segment_train", "train.detect", "tune", "tune.train.detect")
+
+
 # `quarry demo profile=quick`: a first look at the detection loop within 5 minutes on 2 CPU
 # cores: a smaller world, shorter schedules, one short trial; no CLIP (a few minutes of training
 # leave it below chance, so mining scores with the detector alone and the set is not
@@ -62,7 +66,9 @@ class DemoConfig(Section):
     profile: Literal["full", "quick"] = Field("full", description=(
         "full: the measured demo (~15 min on 2 cores); quick: a smaller world and shorter schedules (< 5 min)"))
     work_dir: Path = Field(Path("runs/demo"), description="all outputs go under this folder")
-    seed: int = Field(0, ge=0, description="seed of the world and of training")
+    seed: int = Field(0, ge=0, description=(
+        "seed of the world and of every training: base detector, CLIP, base segmenter, fine-tuning, the tune search "
+        "and its trials, segmentation fine-tuning (the demo sets each section's seed to it)"))
     rounds: int = Field(1, ge=1, le=5, description=(
         "rounds of the loop: each after the first mines fresh videos with the promoted model and fine-tunes it again"))
     reuse: bool = Field(True, description="reuse a step's outputs when its config and inputs are unchanged")
@@ -103,3 +109,18 @@ class DemoConfig(Section):
     segment_train: SegmentTrainConfig = Field(
         SegmentTrainConfig(variants={"unet_ft": SegmentVariant()}, epochs=8, threshold=0.75),
         description="segmentation fine-tuning (seed 003's loss); the demo starts each variant from the base segmenter")
+
+    @model_validator(mode="after")
+    def _one_seed(self):
+        """Give every training section the demo's seed, so `seed=1` varies the world and all
+        training alike; a section seed set to another value would be silently replaced, so it is
+        refused instead."""
+        for dotted in SEEDED_SECTIONS:
+            section = self
+            for part in dotted.split("."):
+                section = getattr(section, part)
+            if section.seed not in (0, self.seed):
+                raise ValueError(f"{dotted}.seed={section.seed}: the demo's `seed` seeds every training; "
+                                 f"set seed={section.seed} instead")
+            section.seed = self.seed
+        return self

@@ -80,7 +80,7 @@ def _run_steps(config: DemoConfig) -> dict:
     steps["synth"] = run_step("synth", synth_cfg.out_dir, config_hash(synth_cfg), config.reuse, lambda: synth.run(synth_cfg))
 
     pre_cfg = pretrain.PretrainConfig(world_dir=work / "world", out_dir=work / "base", evaluation=config.evaluation,
-                                      training=config.base_model.model_copy(update={"seed": config.seed}), clip=config.clip,
+                                      training=config.base_model, clip=config.clip,
                                       segmenter=config.segmenter)
     pre_cfg.tracking.tracking_uri = tracking_uri
     key = config_hash(pre_cfg) + steps["synth"]["key"]
