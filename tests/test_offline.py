@@ -99,6 +99,28 @@ def test_segmenter_checkpoint_round_trip(tmp_path):
         assert torch.allclose(model(x), again(x))
 
 
+def test_a_noise_residual_segmenter_sees_the_high_pass_and_its_checkpoint_says_so(tmp_path):
+    import cv2
+    import numpy as np
+    import torch
+
+    spec = SegmenterSpec(encoder="resnet18", noise_residual=True)
+    model = build_segmenter(spec)
+    x = torch.rand(1, 3, 64, 64)
+    # the residual, computed independently: OpenCV's 3x3 box mean with mirrored borders
+    image = x[0].numpy().transpose(1, 2, 0)
+    residual = image - cv2.blur(image, (3, 3), borderType=cv2.BORDER_REFLECT_101)
+    six = torch.from_numpy(np.concatenate([image, 5.0 * residual], axis=2).transpose(2, 0, 1))[None]
+    with torch.no_grad():
+        assert torch.allclose(model(x), model.net(six), atol=1e-5)
+    torch.save(model.state_dict(), tmp_path / "seg.pth")
+    again = build_segmenter(SegmenterSpec(encoder="resnet18", checkpoint=tmp_path / "seg.pth"))  # from the checkpoint
+    with torch.no_grad():
+        assert torch.allclose(model(x), again(x))
+    with pytest.raises(ModelError, match=r"seg.pth does not fit Unet/resnet18: "):
+        build_segmenter(SegmenterSpec(encoder="resnet18", checkpoint=tmp_path / "seg.pth", noise_residual=False))
+
+
 class _NotWeights:
     """A pickled object in a checkpoint: loading it would run code."""
 

@@ -43,7 +43,7 @@ def format_report(result: dict) -> str:
     if "segmenter" in p:
         sg = p["segmenter"]
         h = sg["heldout"]
-        lines += ["", f"   Base segmenter ({sg['arch']}/{sg['encoder']}, {sg['epochs']} epochs, {sg['seconds']:.0f} s) on held-out "
+        lines += ["", f"   Base segmenter ({sg['arch']}/{sg['encoder']}{' + noise residual' if sg.get('noise_residual') else ''}, {sg['epochs']} epochs, {sg['seconds']:.0f} s) on held-out "
                       f"images: pixel precision {h['precision']:.3f}, recall {h['recall']:.3f}, F1 {h['f1']:.3f}; "
                       f"FP rate on authentic images {h['fp_rate']:.3f}"]
     for n, name in ((3, "mine"), (4, "flicker")):

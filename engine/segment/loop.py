@@ -80,7 +80,8 @@ def segment_train_loop(loop_config: dict) -> None:
     torch.set_num_threads(max(1, int(cfg.scaling.cpus_per_worker)))
     train_samples, val_samples = load_samples(root, "train"), load_samples(root, "val")
     device = ray.train.torch.get_device()
-    model = build_segmenter(SegmenterSpec(arch=variant.arch, encoder=variant.encoder, checkpoint=variant.checkpoint))
+    model = build_segmenter(SegmenterSpec(arch=variant.arch, encoder=variant.encoder, checkpoint=variant.checkpoint,
+                                         noise_residual=variant.noise_residual))
     for param in model.parameters():
         param.requires_grad_(True)
     model = ray.train.torch.prepare_model(model.to(device).train())

@@ -67,6 +67,8 @@ class SegmentVariant(Section):
     arch: str = Field("Unet", description="smp architecture")
     encoder: str = Field("resnet18", description="smp encoder")
     checkpoint: Path | None = Field(None, description="start from this state_dict (None: random weights)")
+    noise_residual: bool | None = Field(None, description=(
+        "a fixed high-pass noise residual beside the image (None: as the checkpoint; random weights: no)"))
 
 
 class SegmentTrainConfig(Section):
