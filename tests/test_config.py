@@ -179,8 +179,8 @@ def test_a_profile_lies_between_the_defaults_and_the_users_keys(tmp_path: Path):
     from engine.demo.config import QUICK_PROFILE, DemoConfig
 
     full, quick = load_config(DemoConfig), load_config(DemoConfig, None, ["profile=quick"])
-    assert full.profile == "full" and full.clip.epochs == 15 and full.tune.num_samples == 2
-    assert not quick.clip.enabled and quick.videos.n_workzone == 4 and quick.tune.num_samples == 1
+    assert full.profile == "full" and full.clip.epochs == 15 and full.tune.num_samples == 3
+    assert not quick.clip.enabled and quick.videos.n_workzone == 4 and quick.tune.num_samples == 2
     assert load_config(DemoConfig, None, QUICK_PROFILE + ["profile=quick"]) == quick
     assert load_config(DemoConfig, None, ["profile=quick", "clip.epochs=3"]).clip.epochs == 3, "the user's key wins"
     assert load_config(DemoConfig, None, ["clip.epochs=3", "profile=quick"]).clip.epochs == 3, "in any order"

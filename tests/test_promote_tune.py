@@ -13,7 +13,7 @@ import pytest
 
 from engine.config import ConfigError, load_config
 from engine.registry.promote import GateConfig, judge
-from engine.tune.config import TuneConfig
+from engine.tune.config import TuneConfig, train_values
 
 pytestmark = pytest.mark.usefixtures("one_ray")
 
@@ -69,6 +69,9 @@ def test_a_search_space_key_outside_the_training_config_is_rejected():
         load_config(TuneConfig, None, ["space=[{key: detect.lr, kind: loguniform, low: 0.1, high: 0.01}]"])
     ok = load_config(TuneConfig, None, ["space=[{key: reweight.category.orange_trucks, kind: uniform, low: 1, high: 3}]"])
     assert [p.key for p in ok.space] == ["reweight.category.orange_trucks"]
+    assert train_values(ok) == {"reweight.category.orange_trucks": 1.0}, "a weight no rule names is 1"
+    assert train_values(load_config(TuneConfig)) == {"detect.fp_penalty": 1.0, "detect.lr": 0.001,
+                                                     "reweight.kind.hard_negative": 2.0}
 
 
 def _client(uri):
@@ -78,9 +81,12 @@ def _client(uri):
 
 
 def test_the_demo_search_ran_two_trials_as_child_runs_and_registered_a_challenger(tiny_demo):
-    _, result = tiny_demo
+    config, result = tiny_demo
     tune, uri = result["steps"]["tune"], result["tracking_uri"]
     assert len(tune["trials"]) == 2 and all(t["best_objective"] is not None for t in tune["trials"])
+    first, second = sorted(tune["trials"], key=lambda t: t["trial"])
+    assert first["config"] == pytest.approx(train_values(config.tune)), "the search starts from the unsearched config"
+    assert second["config"] != first["config"]
     client = _client(uri)
     parent = json.loads((Path(tune["out_dir"]) / "search.json").read_text())["parent_run_id"]
     experiment = client.get_run(parent).info.experiment_id

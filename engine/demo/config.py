@@ -42,8 +42,8 @@ SEEDED_SECTIONS = ("base_model", "clip", "segmenter", "segment_train", "train.de
 
 
 # `quarry demo profile=quick`: a first look at the detection loop within 5 minutes on 2 CPU
-# cores: a smaller world, shorter schedules, one short trial; no CLIP (a few minutes of training
-# leave it below chance, so mining scores with the detector alone and the set is not
+# cores: a smaller world, shorter schedules, two short trials; no CLIP (a few minutes of
+# training leave it below chance, so mining scores with the detector alone and the set is not
 # deduplicated) and no segmentation branch. Its figures are noisier than the full demo's.
 QUICK_PROFILE = [
     "videos.n_workzone=4", "videos.n_lookalike=4", "videos.n_clean=2", "videos.duration_s=4",
@@ -52,7 +52,7 @@ QUICK_PROFILE = [
     "captions.n_images=0", "clip.enabled=false", "mine.scoring.use_clip=false", "build.dedup=false",
     "base_model.epochs=12", "base_model.lr0=0.01",
     "train.detect.epochs=2", "train.detect.samples_per_epoch=240",
-    "tune.num_samples=1", "tune.train.detect.epochs=2", "tune.train.detect.samples_per_epoch=240",
+    "tune.num_samples=2", "tune.train.detect.epochs=2", "tune.train.detect.samples_per_epoch=240",
     "segmentation.n_authentic=0", "segmentation.n_forged=0", "segmentation.n_heldout_authentic=0",
     "segmentation.n_heldout_forged=0", "segmenter.enabled=false",
 ]
@@ -95,7 +95,7 @@ class DemoConfig(Section):
     train: TrainConfig = Field(TrainConfig(detect=DetectTrainConfig(epochs=3, samples_per_epoch=480)), description=(
         "detection fine-tuning on Ray Train (2 workers); the demo sets data, model and output"))
     tune: TuneConfig = Field(
-        TuneConfig(num_samples=2, train=TrainConfig(detect=DetectTrainConfig(epochs=3, samples_per_epoch=480),
+        TuneConfig(num_samples=3, train=TrainConfig(detect=DetectTrainConfig(epochs=3, samples_per_epoch=480),
                                                     reweight=BuildConfig().weights,
                                                     objective=ObjectiveConfig(), scaling=ScalingSection(cpus_per_worker=0.95))),
         description="a few short trials; the demo sets train.data, train.detect.model, out_dir and tracking")

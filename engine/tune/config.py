@@ -59,6 +59,9 @@ class TuneConfig(Section):
     reduction_factor: int = Field(2, ge=2)
     trial_cpus: float = Field(0.01, gt=0.0, le=64.0, description=(
         "CPUs the trial function holds while its Ray Train workers (train.scaling) run"))
+    start_from_train: bool = Field(True, description=(
+        "the first trial runs train's own values of the searched keys (Tune's points_to_evaluate), so the search's "
+        "best is never worse, by the objective, than the unsearched config"))
     seed: int = Field(0, ge=0)
     out_dir: Path = Path("runs/tune")
     resume: bool = Field(True, description="continue an interrupted search found in out_dir")
@@ -93,3 +96,14 @@ def _settable(node, parts: list[str], path: tuple = ()) -> bool:
     if not isinstance(node, dict) or parts[0] not in node:
         return False
     return True if len(parts) == 1 else _settable(node[parts[0]], parts[1:], path + (parts[0],))
+
+
+def train_values(cfg: TuneConfig) -> dict:
+    """The searched keys' values in `cfg.train`; a weight its rules do not name is 1 (weights.py)."""
+    values = {}
+    for param in cfg.space:
+        node = cfg.train.model_dump(mode="json")
+        for part in param.key.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        values[param.key] = 1.0 if node is None else node
+    return values

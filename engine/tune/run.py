@@ -20,7 +20,7 @@ from engine.storage import atomic_write_json
 from engine.tracking import REGISTRY_STORE_DIR, mlflow_run, resolve_tracking_uri
 from engine.train.run import check_inputs, dataset_hash, with_absolute_paths
 from engine.train.trainer import latest_checkpoint
-from engine.tune.config import TuneConfig
+from engine.tune.config import TuneConfig, train_values
 from engine.tune.trial import close_child_runs, tune_trial
 
 log = logging.getLogger("quarry.tune")
@@ -42,14 +42,16 @@ def _tuner(cfg: TuneConfig, trainable, storage: Path):
     obj = cfg.train.objective
     scheduler = (ASHAScheduler(time_attr="epoch", max_t=cfg.train.detect.epochs, grace_period=cfg.grace_period_epochs,
                                reduction_factor=cfg.reduction_factor) if cfg.scheduler == "asha" else FIFOScheduler())
+    start = [train_values(cfg)] if cfg.start_from_train else None
     if cfg.search == "optuna":
         from ray.tune.search.optuna import OptunaSearch
 
-        search = OptunaSearch(seed=cfg.seed)
+        search = OptunaSearch(points_to_evaluate=start, seed=cfg.seed)
     else:
         from ray.tune.search.basic_variant import BasicVariantGenerator
 
-        search = BasicVariantGenerator(random_state=cfg.seed, max_concurrent=cfg.max_concurrent_trials)
+        search = BasicVariantGenerator(points_to_evaluate=start, random_state=cfg.seed,
+                                       max_concurrent=cfg.max_concurrent_trials)
     return tune.Tuner(
         trainable, param_space=_space(cfg),
         tune_config=tune.TuneConfig(metric="objective", mode=obj.mode, num_samples=cfg.num_samples, scheduler=scheduler,
