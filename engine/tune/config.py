@@ -100,9 +100,9 @@ def _settable(node, parts: list[str], path: tuple = ()) -> bool:
 
 def train_values(cfg: TuneConfig) -> dict:
     """The searched keys' values in `cfg.train`; a weight its rules do not name is 1 (weights.py)."""
-    values = {}
+    values, train = {}, cfg.train.model_dump(mode="json")
     for param in cfg.space:
-        node = cfg.train.model_dump(mode="json")
+        node = train
         for part in param.key.split("."):
             node = node.get(part) if isinstance(node, dict) else None
         values[param.key] = 1.0 if node is None else node
