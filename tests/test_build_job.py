@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from engine.build.weights import sample_weights
-from engine.config import load_config
+from engine.config import ConfigError, load_config
 from engine.labels.config import LabelConfig
 from engine.review.config import ReviewConfig
 from jobs import build, label, review
@@ -148,3 +148,54 @@ def test_scan_hard_negatives_from_a_relative_index_reach_the_segmentation_set(ti
                                                 f"segment.hard_negatives={tmp_path / 'scan' / 'hard_negatives.parquet'}"])
     summary = build.run(cfg)
     assert summary["by_kind"] == {"forged": 8, "hard_negative": 8} and summary["errors"] == []
+
+
+@pytest.mark.reliability("bad input")
+def test_labelled_edge_cases_replace_the_pseudo_label_of_their_frame_and_an_unlabelled_one_is_an_error_row(
+        inputs, tmp_path):
+    """Edge cases: the labeller's YOLO file per candidate becomes an `edge_case` sample (here the
+    world's ground truth answers, as in the demo); a candidate without one is an error row."""
+    from engine.demo.steps import label_edge_cases
+    from engine.evaluate.world_truth import load_truth, truth_label_texts
+
+    work, root = inputs
+    labels = pd.read_parquet(root / "label" / "labels.parquet")
+    used = labels[labels.use].sort_values(["video_key", "frame"]).head(3).reset_index(drop=True)
+    assert len(used) == 3
+    edges = tmp_path / "edges"
+    for path in used.image_path:  # the snapshots, as edge-case mining writes them beside its manifest
+        (edges / "candidates").mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, edges / "candidates" / Path(path).name)
+    manifest = used.assign(snapshot_path=["candidates/" + Path(p).name for p in used.image_path],
+                           video_path=[f"/videos/{k}.mp4" for k in used.video_key])
+    manifest[["video_key", "frame", "snapshot_path", "video_path", "video_label", "width", "height"]].to_parquet(
+        edges / "candidates.parquet")
+    assert label_edge_cases(edges / "candidates.parquet", work / "world", edges / "labels") == 3
+    unlabelled = edges / "labels" / f"{used.video_key[2]}_f{used.frame[2]}.txt"
+    unlabelled.unlink()
+
+    _, summary = _build(work, root, tmp_path / "ds", f"detect.edge_cases={edges / 'candidates.parquet'}", "dedup=false",
+                        "weights.kind={edge_case: 4.0}")
+    samples = pd.read_parquet(tmp_path / "ds" / "samples.parquet")
+    edge = samples[samples.kind == "edge_case"].sort_values("frame")
+    assert summary["by_kind"]["edge_case"] == 2 and (edge.source == "edge").all() and (edge.weight == 4.0).all()
+    truth = truth_label_texts(used.head(2), load_truth(work / "world"))
+    assert [(tmp_path / "ds" / p).read_text() for p in edge.label_path] == truth
+    assert edge.n_objects.tolist() == [len(t.splitlines()) for t in truth]
+    from_label = samples[samples.source == "label"]
+    replaced = set(zip(used.video_key[:2], used.frame[:2]))
+    assert not replaced & set(zip(from_label.video_key, from_label.frame)), "the labeller's answer replaces the pseudo-label"
+    assert (used.video_key[2], used.frame[2]) in set(zip(from_label.video_key, from_label.frame))
+    assert len(from_label) == int(labels.use.sum()) - 2
+    assert {"path": str(unlabelled), "reason": "edge case not labelled: no label file"} in summary["errors"]
+    assert (samples[samples.source != "base"].groupby("group").split.nunique() == 1).all()
+
+
+@pytest.mark.reliability("bad config")
+def test_edge_cases_without_the_labellers_folder_name_the_key(inputs, tmp_path):
+    work, root = inputs
+    (tmp_path / "edges").mkdir()
+    pd.DataFrame({"video_key": ["v"], "frame": [0], "snapshot_path": ["candidates/v_f0.jpg"]}).to_parquet(
+        tmp_path / "edges" / "candidates.parquet")
+    with pytest.raises(ConfigError, match=r"detect.edge_labels = .*edges/labels.*no such folder"):
+        _build(work, root, tmp_path / "ds", f"detect.edge_cases={tmp_path / 'edges' / 'candidates.parquet'}")

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from engine.config import load_config
+from engine.review.reviews import candidate_ids
 
 pytestmark = pytest.mark.slow
 
@@ -37,6 +38,12 @@ def test_every_step_ran_and_reports(tiny_demo):
     band = config.edges
     assert edges["fused_score"].between(band.band_low, band.band_high).all() and edges["gate_pass"].all()
     assert steps["edges"]["truth"]["frames"] == len(edges)
+    answered = sorted(p.stem for p in (work / "mine-edges" / "labels").glob("*.txt"))
+    assert answered == sorted(candidate_ids(edges)), "label_edges=true: the world answers for every edge case"
+    samples = pd.read_parquet(work / "dataset" / "samples.parquet")
+    built = samples[samples["kind"] == "edge_case"]
+    assert 0 < len(built) == steps["build"]["by_kind"]["edge_case"] and set(built["candidate_id"]) <= set(answered)
+    assert "edge cases with labels from the world's ground truth" in report
     held = steps["train"]["heldout"]
     assert set(held) == {"base", "fine_tuned"} and held["base"] == steps["pretrain"]["heldout"]
     assert steps["segment"]["heldout"]["base"]["authentic_images"] == 8

@@ -15,7 +15,8 @@ class WeightRules(Section):
     """Sampling weights: kind x category x metadata (x forged area, segmentation); see weights.py."""
 
     kind: dict[str, float] = Field(
-        {"positive": 1.0, "background": 1.0, "hard_negative": 2.0, "pseudo_labelled": 1.0, "forged": 1.0},
+        {"positive": 1.0, "background": 1.0, "hard_negative": 2.0, "pseudo_labelled": 1.0, "edge_case": 1.0,
+         "forged": 1.0},
         description="per sample kind (seed 002: hard negatives 2.0; seed 003: 5.0)")
     category: dict[str, float] = Field({}, description="per review category, e.g. {orange_trucks: 2.0}")
     metadata: dict[str, dict[str, float]] = Field({}, description="per metadata value, e.g. {weather: {rain: 2.0}}")
@@ -33,6 +34,13 @@ class DetectionInputs(Section):
         "a mining candidates manifest; its reviewed candidates become background images; null: none"))
     decisions: list[Literal["accepted", "rejected", "none"]] = Field(["accepted"], description=(
         "which review decisions make a candidate a hard negative ('none': not decided yet)"))
+    edge_cases: Path | None = Field(None, description=(
+        "an edge-case mining manifest (mode edge-cases: frames the model is unsure of); each candidate a labeller "
+        "has labelled becomes an `edge_case` sample with those labels; null: none"))
+    edge_labels: Path | None = Field(None, description=(
+        "the labeller's answers for edge_cases: one YOLO label file per candidate, named after its snapshot "
+        "(<candidate_id>.txt, e.g. workzone_0000_f28.txt; an empty file: nothing there); null: labels/ beside "
+        "the edge_cases manifest"))
 
 
 class SegmentationInputs(Section):
@@ -63,6 +71,7 @@ class BuildConfig(Section):
     @model_validator(mode="after")
     def _check(self):
         d = self.detect
-        if self.task == "detect" and d.base_data is None and d.labels is None and d.candidates is None:
-            raise ValueError("detect: give at least one of detect.base_data, detect.labels, detect.candidates")
+        if self.task == "detect" and all(v is None for v in (d.base_data, d.labels, d.candidates, d.edge_cases)):
+            raise ValueError("detect: give at least one of detect.base_data, detect.labels, detect.candidates, "
+                             "detect.edge_cases")
         return self

@@ -1,6 +1,7 @@
 """The detection training set: the base data (its split kept), pseudo-labelled and false-alarm
-frames from `quarry label`, and reviewed candidates as background images (empty label files),
-in YOLO layout; new frames split by video, near-duplicates dropped."""
+frames from `quarry label`, reviewed candidates as background images (empty label files) and
+edge cases with a labeller's labels, in YOLO layout; new frames split by video, near-duplicates
+dropped."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import yaml
 from engine.build.config import BuildConfig
 from engine.build.dedup import near_duplicates, split_of
 from engine.config import ConfigError
-from engine.review.reviews import with_reviews
+from engine.review.reviews import candidate_ids, with_reviews
 from engine.staging import mirror_objects
 from engine.yolo_format import parse_yolo_labels
 
@@ -98,6 +99,31 @@ def candidate_samples(candidates: Path, decisions: list[str]) -> pd.DataFrame:
     return table[keep]
 
 
+def edge_case_samples(manifest: Path, labels_dir: Path | None) -> tuple[pd.DataFrame, list[dict]]:
+    """(samples, error rows): edge-case candidates with the labeller's YOLO file
+    `<labels_dir>/<candidate_id>.txt`; a candidate without one is an error row naming that file,
+    so an unlabelled edge case is never silently left out."""
+    manifest = Path(manifest)
+    if not manifest.is_file():
+        raise ConfigError(f"detect.edge_cases = {str(manifest)!r}: no such manifest")
+    labels_dir = Path(labels_dir) if labels_dir is not None else manifest.parent / "labels"
+    if not labels_dir.is_dir():
+        raise ConfigError(f"detect.edge_labels = {str(labels_dir)!r}: no such folder (the labeller's YOLO files "
+                          "<candidate_id>.txt for the edge cases)")
+    table = pd.read_parquet(manifest)
+    table["candidate_id"] = candidate_ids(table)
+    table["source_image"] = [str(manifest.parent / p) for p in table["snapshot_path"]]
+    table["source_label"] = [str(labels_dir / f"{c}.txt") for c in table["candidate_id"]]
+    labelled = np.array([Path(p).is_file() for p in table["source_label"]], bool)
+    errors = [{"path": p, "reason": "edge case not labelled: no label file"} for p in table["source_label"][~labelled]]
+    table = table[labelled].copy()
+    table["source"], table["kind"], table["loss_weight"] = "edge", "edge_case", 1.0
+    table["group"] = "video:" + table["video_key"].astype(str)
+    table["name"] = "edge_" + table["candidate_id"].astype(str)
+    keep = [c for c in table.columns if c not in ("snapshot_path", "boxes_json", "isolated_boxes_json")]
+    return table[keep], errors
+
+
 def _missing_file(row) -> tuple[str, str] | None:
     """(path, reason) when a sample's image or label file is not there."""
     if not Path(row.source_image).is_file():
@@ -124,14 +150,21 @@ def build_detection_set(cfg: BuildConfig, embed=None) -> dict:
     if d.base_data is not None:
         names, base = base_samples(d.base_data)
         parts.append(base)
-    new = []
+    new, errors = [], []
     if d.candidates is not None:
         new.append(candidate_samples(d.candidates, d.decisions))  # reviewed first: preferred over a duplicate
+    if d.edge_cases is not None:
+        edges, errors = edge_case_samples(d.edge_cases, d.edge_labels)
+        new.append(edges)
     if d.labels is not None:
-        new.append(label_samples(d.labels))
+        labels = label_samples(d.labels)
+        if d.edge_cases is not None:  # a labeller's answer replaces the pseudo-label of the same frame
+            labelled = set(zip(edges["video_key"].astype(str), edges["frame"].astype(int)))
+            labels = labels[[k not in labelled for k in zip(labels["video_key"].astype(str), labels["frame"].astype(int))]]
+        new.append(labels)
     new_df = pd.concat(new, ignore_index=True) if new else pd.DataFrame(columns=["source_image", "group", "name"])
     problems = [_missing_file(row) for row in new_df.itertuples(index=False)]
-    errors = [{"path": path, "reason": reason} for path, reason in filter(None, problems)]
+    errors += [{"path": path, "reason": reason} for path, reason in filter(None, problems)]
     new_df = new_df[[p is None for p in problems]] if len(new_df) else new_df
     duplicates = pd.DataFrame(columns=["name", "duplicate_of"])
     if cfg.dedup and len(new_df) > 1:

@@ -83,6 +83,9 @@ def format_report(result: dict) -> str:
               "   | kind (train) | samples | share | share after weighting |", "   |---|---|---|---|",
               *[f"   | {k} | {x['samples']} | {x['share']:.3f} | {x['weighted_share']:.3f} |"
                 for k, x in b["effective_share_train"].items()]]
+    if b["by_kind"].get("edge_case"):
+        lines.append(f"   {b['by_kind']['edge_case']} edge cases with labels from the world's ground truth "
+                     "(the demo's stand-in for a labeller)")
     if b.get("by_category"):
         lines.append("   hard negatives by category: " + ", ".join(f"{k} {v}" for k, v in b["by_category"].items()))
     t = st["train"]

@@ -10,7 +10,8 @@ in the same work dir (the report says so):
   5. label      pseudo-labels for the videos' frames, false-alarm boxes dropped by rule
   6. review     the mined candidates categorised by CLIP zero-shot and sheeted; accepted
                 as hard negatives (they come from videos labelled false alarms)
-  7. build      the training set: base data + labelled frames + accepted hard negatives
+  7. build      the training set: base data + labelled frames + accepted hard negatives (with
+                `label_edges=true` also the edge cases, the world's ground truth as their labeller)
   8. train      fine-tune the base detector on 2 Ray Train workers; base vs fine-tuned on held-out frames
   9. tune       a few short Ray Tune trials over the FP penalty, lr and the hard-negative weight;
                 the best is registered as quarry-detector@challenger
@@ -42,6 +43,7 @@ from engine.demo.steps import (
     evaluate_config,
     evaluation_step,
     label_config,
+    label_edge_cases,
     mining_config,
     promotion_step,
     review_key,
@@ -130,10 +132,19 @@ def _run_steps(config: DemoConfig) -> dict:
     steps["review"] = run_step("review", work / "mine" / "sheet", review_key(config, clip_override) + steps["mine"]["key"],
                                config.reuse, lambda: review_step(config, manifest, clip_override))
 
+    edge_cases = work / "mine-edges" / "candidates.parquet" if config.label_edges else None
     build_cfg = build_config(config, work / "world" / "detection" / "data.yaml", work / "label" / "labels.parquet",
-                             manifest, work / "dataset", clip_checkpoint)
+                             manifest, work / "dataset", clip_checkpoint, edge_cases)
     key = config_hash(build_cfg) + steps["label"]["key"] + steps["review"]["key"]
-    steps["build"] = run_step("build", build_cfg.out_dir, key, config.reuse, lambda: build.run(build_cfg))
+    if edge_cases is not None:
+        key += steps["edges"]["key"]
+
+    def build_step() -> dict:
+        if edge_cases is not None:
+            label_edge_cases(edge_cases, work / "world", edge_cases.parent / "labels")
+        return build.run(build_cfg)
+
+    steps["build"] = run_step("build", build_cfg.out_dir, key, config.reuse, build_step)
 
     train_cfg = train_config(config, work / "dataset", base_weights, work / "train", tracking_uri)
 

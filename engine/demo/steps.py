@@ -17,11 +17,13 @@ from engine.config import config_hash, load_config
 from engine.demo.config import CATEGORY_OF_KIND, DemoConfig
 from engine.evaluate.config import ModelRef
 from engine.evaluate.run import EvaluateConfig
+from engine.evaluate.world_truth import load_truth, truth_label_texts
 from engine.labels.config import LabelConfig
 from engine.mining.config import MineConfig
 from engine.registry.promote import PromoteConfig
 from engine.review.config import ReviewConfig
-from engine.storage import atomic_write_json
+from engine.review.reviews import candidate_ids
+from engine.storage import atomic_write_json, atomic_write_text
 from engine.train.config import TrainConfig
 
 log = logging.getLogger("quarry.demo")
@@ -135,10 +137,22 @@ def label_config(config: DemoConfig, world: Path, detector: Path, out: Path, tra
     return cfg
 
 
+def label_edge_cases(manifest: Path, world: Path, out: Path) -> int:
+    """The demo's stand-in for the person who labels edge cases: the world's ground truth, one
+    YOLO file `<candidate_id>.txt` per candidate of `manifest` in `out` (what build reads)."""
+    candidates = pd.read_parquet(manifest)
+    frames = candidates.assign(video_stem=[Path(p).stem for p in candidates["video_path"]])
+    texts = truth_label_texts(frames, load_truth(world))
+    for candidate, text in zip(candidate_ids(candidates), texts):
+        atomic_write_text(Path(out) / f"{candidate}.txt", text)
+    return len(texts)
+
+
 def build_config(config: DemoConfig, base_data: Path, labels: Path, manifest: Path, out: Path,
-                 clip: Path | None) -> BuildConfig:
+                 clip: Path | None, edge_cases: Path | None = None) -> BuildConfig:
     cfg = config.build.model_copy(deep=True)
     cfg.detect.base_data, cfg.detect.labels, cfg.detect.candidates = base_data, labels, manifest
+    cfg.detect.edge_cases = edge_cases
     cfg.out_dir, cfg.clip.checkpoint = out, clip
     return cfg
 

@@ -1,5 +1,6 @@
 """Compare boxes with the synthetic world's ground truth (`ground_truth/boxes.parquet`): is a
-box a real work-zone object? Used to report how good label rules and flicker mining are."""
+box a real work-zone object? Used to report how good label rules and flicker mining are, and,
+in the demo, to answer for the human labeller of edge cases."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from engine.metrics.detection import box_iou
+from engine.yolo_format import format_yolo_labels
 
 
 def load_truth(world_dir: Path) -> pd.DataFrame:
@@ -32,6 +34,18 @@ def matches_real_object(boxes: pd.DataFrame, truth: pd.DataFrame, iou_min: float
         if gt is not None:
             out[i] = bool((box_iou(xyxy[i : i + 1], gt) >= iou_min).any())
     return out
+
+
+def truth_label_texts(frames: pd.DataFrame, truth: pd.DataFrame) -> list[str]:
+    """YOLO label text of every row of `frames` (video_stem, frame, width, height): the cue
+    objects the world drew in that frame, as the world's own training labels write them."""
+    by_frame = {key: group for key, group in truth.groupby(["video_stem", "frame"])}
+    texts = []
+    for stem, frame, width, height in zip(frames["video_stem"], frames["frame"], frames["width"], frames["height"]):
+        gt = by_frame.get((stem, int(frame)), truth.iloc[:0])
+        texts.append(format_yolo_labels(gt["class_id"].to_numpy(), gt[["x1", "y1", "x2", "y2"]].to_numpy(),
+                                        int(width), int(height)))
+    return texts
 
 
 def share(mask: np.ndarray) -> float | None:
