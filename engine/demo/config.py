@@ -96,10 +96,10 @@ class DemoConfig(Section):
                                description="the labelling step; the demo sets the input, detector and output")
     categories: dict[str, str] = Field(DEFAULT_CATEGORIES, description="review categories and their CLIP prompts")
     build: BuildConfig = Field(BuildConfig(), description="the dataset step; the demo sets its inputs and output")
-    train: TrainConfig = Field(TrainConfig(detect=DetectTrainConfig(epochs=3, samples_per_epoch=480)), description=(
+    train: TrainConfig = Field(TrainConfig(detect=DetectTrainConfig(epochs=6, samples_per_epoch=480)), description=(
         "detection fine-tuning on Ray Train (2 workers); the demo sets data, model and output"))
     tune: TuneConfig = Field(
-        TuneConfig(num_samples=3, train=TrainConfig(detect=DetectTrainConfig(epochs=3, samples_per_epoch=480),
+        TuneConfig(num_samples=3, train=TrainConfig(detect=DetectTrainConfig(epochs=6, samples_per_epoch=480),
                                                     reweight=BuildConfig().weights,
                                                     objective=ObjectiveConfig(), scaling=ScalingSection(cpus_per_worker=0.95))),
         description="a few short trials; the demo sets train.data, train.detect.model, out_dir and tracking")
