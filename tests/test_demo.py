@@ -39,7 +39,7 @@ def test_every_step_ran_and_reports(tiny_demo):
     assert edges["fused_score"].between(band.band_low, band.band_high).all() and edges["gate_pass"].all()
     assert steps["edges"]["truth"]["frames"] == len(edges)
     answered = sorted(p.stem for p in (work / "mine-edges" / "labels").glob("*.txt"))
-    assert answered == sorted(candidate_ids(edges)), "label_edges=true: the world answers for every edge case"
+    assert answered == sorted(candidate_ids(edges)), "the world answers for every edge case"
     samples = pd.read_parquet(work / "dataset" / "samples.parquet")
     built = samples[samples["kind"] == "edge_case"]
     assert 0 < len(built) == steps["build"]["by_kind"]["edge_case"] and set(built["candidate_id"]) <= set(answered)

@@ -86,10 +86,9 @@ class DemoConfig(Section):
     )
     edges: SelectionConfig = Field(SelectionConfig(mode="edge-cases", quota_per_video=20, min_gap_frames=2),
                                    description="selection of the edge-case mining step over the tp videos (the rest as `mine`)")
-    label_edges: bool = Field(False, description=(
-        "true: the world's ground truth answers for the labeller of the edge cases, which join the build as "
-        "`edge_case` samples (docs/demo.md: measured on three seeds, no better on the bars); false: they are mined "
-        "and scored only"))
+    label_edges: bool = Field(True, description=(
+        "the world's ground truth answers for the labeller of the edge cases, which join the build as `edge_case` "
+        "samples; false: they are mined and scored only"))
     flicker: SelectionConfig = Field(SelectionConfig(mode="flicker", quota_per_video=20, min_gap_frames=2),
                                      description="selection of the flicker mining step (the rest as `mine`)")
     label: LabelConfig = Field(LabelConfig(decode=DecodeConfig(stride=5)),

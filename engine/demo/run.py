@@ -10,8 +10,8 @@ in the same work dir (the report says so):
   5. label      pseudo-labels for the videos' frames, false-alarm boxes dropped by rule
   6. review     the mined candidates categorised by CLIP zero-shot and sheeted; accepted
                 as hard negatives (they come from videos labelled false alarms)
-  7. build      the training set: base data + labelled frames + accepted hard negatives (with
-                `label_edges=true` also the edge cases, the world's ground truth as their labeller)
+  7. build      the training set: base data + labelled frames + accepted hard negatives + the edge
+                cases, labelled by the world's ground truth (the demo's stand-in for a labeller)
   8. train      fine-tune the base detector on 2 Ray Train workers; base vs fine-tuned on held-out frames
   9. tune       a few short Ray Tune trials over the FP penalty, lr and the hard-negative weight;
                 the best is registered as quarry-detector@challenger
