@@ -73,6 +73,22 @@ def test_detection_set_merges_splits_by_video_and_weights_by_rule(inputs, tmp_pa
     assert len(dups) == summary["duplicates_dropped"] and not set(dups.name) & set(samples.name)
 
 
+def test_a_frame_with_objects_is_never_a_duplicate_of_one_without(inputs, tmp_path):
+    """Near-duplicates are judged within frames with objects and within frames without: with
+    every embedding identical, one new frame of each survives, the first of each in build order."""
+    from engine.build.detection import build_detection_set
+
+    work, root = inputs
+    cfg = load_config(build.BuildConfig, None, [
+        f"detect.base_data={work / 'world' / 'detection' / 'data.yaml'}", f"detect.labels={root / 'label' / 'labels.parquet'}",
+        f"detect.candidates={root / 'mine' / 'candidates.parquet'}", f"out_dir={tmp_path / 'ds'}"])
+    built = build_detection_set(cfg, embed=lambda paths: np.ones((len(paths), 8)))
+    new = built["samples"][built["samples"].source != "base"]
+    assert sorted(new.n_objects > 0) == [False, True], new[["name", "kind", "n_objects"]]
+    assert new[new.n_objects == 0].source.tolist() == ["review"], "a reviewed candidate is preferred"
+    assert len(built["duplicates"]) > 0 and not set(built["duplicates"].name) & set(new.name)
+
+
 def test_coco_export_loads_in_pycocotools_with_the_right_counts(inputs, tmp_path):
     from pycocotools.coco import COCO
 

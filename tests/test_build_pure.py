@@ -49,6 +49,10 @@ def test_near_duplicates_removes_planted_ones_and_keeps_distinct_rows():
     # order decides which of a pair is kept
     assert near_duplicates(np.vstack([planted[0], base[3]]), 0.95).tolist() == [-1, 0]
     assert near_duplicates(np.zeros((0, 4)), 0.9).tolist() == []
+    # a row is a duplicate only of a kept row of its own group: the planted copies of row 7 in
+    # another group are kept (the first) and the second duplicates the first, not row 7
+    groups = [0] * 20 + [0, 1, 1]
+    assert near_duplicates(np.vstack([base, planted]), 0.95, groups=groups)[20:].tolist() == [3, -1, 21]
 
 
 def test_split_is_per_group_and_stable():
