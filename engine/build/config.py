@@ -60,7 +60,8 @@ class BuildConfig(Section):
     val_fraction: float = Field(0.2, ge=0.0, lt=1.0, description="share of videos (new samples) held for validation")
     seed: int = Field(0, ge=0, description="seed of the split")
     link: bool = Field(True, description="symbolic links to the images instead of copies")
-    dedup: bool = Field(True, description="drop near-duplicate new frames by CLIP-embedding similarity")
+    dedup: bool = Field(True, description=(
+        "drop near-duplicate new frames by CLIP-embedding similarity (frames with objects and frames without apart)"))
     dedup_threshold: float = Field(0.995, gt=0.0, le=1.0, description=(
         "cosine similarity at which a frame is a duplicate (demo CLIP: frames 1/3 s apart median 0.997, "
         "different videos 99.9th percentile 0.986)"))
