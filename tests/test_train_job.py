@@ -118,7 +118,7 @@ def test_fp_penalty_lowers_scores_on_hard_negatives(tiny_dataset):
         before = negative_score(model)
         loader = DataLoader(DetectionDataset(data, samples, 256), batch_size=8, shuffle=True, collate_fn=collate,
                             generator=torch.Generator().manual_seed(0))
-        for step, batch in zip(range(12), loader):
+        for step, batch in zip(range(24), loader):  # ~40 images with no object (12 batches: a margin left to chance)
             model.train()
             loss, _, _ = detection_batch_loss(model, criterion, batch, penalty, 10)
             optimizer.zero_grad()
@@ -126,7 +126,7 @@ def test_fp_penalty_lowers_scores_on_hard_negatives(tiny_dataset):
             optimizer.step()
         results[penalty] = (before, negative_score(model))
     assert results[0.0][0] == pytest.approx(results[5.0][0]), "both runs start from the same model"
-    assert results[5.0][1] < 0.8 * results[0.0][1], results  # measured: 0.037 vs 0.052
+    assert results[5.0][1] < 0.8 * results[0.0][1], results  # measured: 0.034 vs 0.065
 
 
 @pytest.fixture(scope="module")
