@@ -140,14 +140,20 @@ def test_checkpoints_holding_more_than_weights_are_refused_by_name(tmp_path):
 @pytest.mark.slow
 def test_the_workers_of_a_local_ray_get_every_switch():
     """A local Ray's workers inherit the driver's environment (no runtime env is set for it):
-    started from a process without the switches, a Ray task still sees each one."""
+    started from a process without the switches, a Ray task still sees each one, and the local
+    Ray Train settings, where the user set none of their own."""
+    from engine.raycluster import LOCAL_TRAIN_ENV
+
     code = ("import json, os, ray\n"
-            "from engine.raycluster import RayConfig, ray_session\n"
+            "from engine.raycluster import LOCAL_TRAIN_ENV, RayConfig, ray_session\n"
             "from engine.offline import OFFLINE_ENV\n"
+            "keys = [*OFFLINE_ENV, *LOCAL_TRAIN_ENV]\n"
             "with ray_session(RayConfig(num_cpus=1)):\n"
-            "    seen = ray.get(ray.remote(lambda: {k: os.environ.get(k) for k in OFFLINE_ENV}).remote())\n"
+            "    seen = ray.get(ray.remote(lambda: {k: os.environ.get(k) for k in keys}).remote())\n"
             "print(json.dumps(seen))\n")
-    env = {k: v for k, v in os.environ.items() if k not in OFFLINE_ENV}
+    env = {k: v for k, v in os.environ.items() if k not in OFFLINE_ENV and k not in LOCAL_TRAIN_ENV}
+    env["RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"] = "3"  # the user's own
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert json.loads(out.stdout.strip().splitlines()[-1]) == OFFLINE_ENV
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    assert seen == {**OFFLINE_ENV, **LOCAL_TRAIN_ENV, "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "3"}
