@@ -37,15 +37,16 @@ def _sampler_loop(config):
 
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    sampler = WeightedDistributedSampler(config["weights"], 4000, rank, world, seed=1)
-    loader = DataLoader(list(range(len(config["weights"]))), batch_size=50, sampler=sampler)
-    loader = ray.train.torch.prepare_data_loader(loader, add_dist_sampler=config["keep"], move_to_device=False)
-    drawn = {}
-    for epoch in range(2):
-        sampler.set_epoch(epoch)
-        drawn[epoch] = [int(i) for batch in loader for i in batch]
-    sampler_type = type(getattr(loader, "_dataloader", loader).sampler).__name__
-    Path(config["out"], f"rank{rank}-{config['keep']}.json").write_text(json.dumps({"drawn": drawn, "sampler": sampler_type}))
+    for keep in (False, True):  # ours, then the control: Ray Train's default
+        sampler = WeightedDistributedSampler(config["weights"], 4000, rank, world, seed=1)
+        loader = DataLoader(list(range(len(config["weights"]))), batch_size=50, sampler=sampler)
+        loader = ray.train.torch.prepare_data_loader(loader, add_dist_sampler=keep, move_to_device=False)
+        drawn = {}
+        for epoch in range(2):
+            sampler.set_epoch(epoch)
+            drawn[epoch] = [int(i) for batch in loader for i in batch]
+        sampler_type = type(getattr(loader, "_dataloader", loader).sampler).__name__
+        Path(config["out"], f"rank{rank}-{keep}.json").write_text(json.dumps({"drawn": drawn, "sampler": sampler_type}))
     ray.train.report({"done": 1})
 
 
@@ -64,10 +65,9 @@ def test_weighted_sampling_on_two_ray_train_workers(tmp_path):
     weights = [1.0, 2.0, 3.0, 4.0, 0.0]
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import tests/
     with ray_session(RayConfig(num_cpus=2)):
-        for keep in (False, True):
-            TorchTrainer(_sampler_loop, train_loop_config={"weights": weights, "out": str(tmp_path), "keep": keep},
-                         scaling_config=ScalingConfig(num_workers=2),
-                         run_config=RunConfig(storage_path=str(tmp_path / "ray"), name=f"s{keep}")).fit()
+        TorchTrainer(_sampler_loop, train_loop_config={"weights": weights, "out": str(tmp_path)},
+                     scaling_config=ScalingConfig(num_workers=2),
+                     run_config=RunConfig(storage_path=str(tmp_path / "ray"), name="sampling")).fit()
     ranks = [json.loads((tmp_path / f"rank{r}-False.json").read_text()) for r in (0, 1)]
     assert {r["sampler"] for r in ranks} == {"WeightedDistributedSampler"}
     for epoch in ("0", "1"):
