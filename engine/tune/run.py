@@ -54,10 +54,8 @@ def _tuner(cfg: TuneConfig, trainable, storage: Path):
                                        max_concurrent=cfg.max_concurrent_trials)
     return tune.Tuner(
         trainable, param_space=_space(cfg),
-        # reuse_actors: the next trial runs in the finished trial's actor instead of a new process
-        # importing torch and Ray Train again (3 tiny trials: 65-68 s -> 57-59 s, same objectives)
         tune_config=tune.TuneConfig(metric="objective", mode=obj.mode, num_samples=cfg.num_samples, scheduler=scheduler,
-                                    search_alg=search, max_concurrent_trials=cfg.max_concurrent_trials, reuse_actors=True),
+                                    search_alg=search, max_concurrent_trials=cfg.max_concurrent_trials),
         # a trial whose actor dies is started again; it continues from its own last Train checkpoint
         run_config=tune.RunConfig(name=EXPERIMENT, storage_path=str(storage), verbose=1,
                                   failure_config=tune.FailureConfig(max_failures=cfg.train.max_failures)),
