@@ -31,13 +31,10 @@ def _folder_bytes(path: Path) -> int:
 
 
 @pytest.fixture(scope="module")
-def head(tmp_path_factory, tiny_dataset):
+def head(tmp_path_factory):
     """A local head as docs/mining.md starts it: token auth on (the token generated once into
     ~/.ray/auth_token, here a private HOME), the venv first on its PATH so that a job's `python`
-    is the venv's. Yields the client's environment, the dashboard URL and Ray's temp dir.
-    The tiny demo's set is built first: with two Ray instances on one machine, Ray Train's
-    placement-group cleaner cannot tell which to ask ("Found multiple active Ray instances")
-    and the demo's training never ends."""
+    is the venv's. Yields the client's environment, the dashboard URL and Ray's temp dir."""
     temp_dir = tempfile.mkdtemp(prefix="/tmp/qr")  # Ray's socket paths must stay short
     port, dash = _free_port(), _free_port()
     home = tmp_path_factory.mktemp("home")
@@ -77,6 +74,27 @@ def test_a_client_without_the_clusters_token_is_turned_away(head):
     assert refused.returncode != 0
     allowed = subprocess.run([RAY, "job", "list", f"--address={address}"], env=env, capture_output=True, text=True, timeout=120)
     assert allowed.returncode == 0, allowed.stderr[-2000:]
+
+
+def test_a_local_ray_next_to_the_head_asks_its_own_dashboard(head):
+    """A job's own local Ray on a machine where another Ray runs: Ray's state API, which Ray
+    Train's placement-group cleaner asks from inside the cluster, finds the job's own cluster.
+    It once looked for Ray processes, found two ("Found multiple active Ray instances"), and a
+    Tune search never got past its first trial."""
+    import ray
+
+    from engine.raycluster import RayConfig, ray_session
+
+    @ray.remote(num_cpus=0)
+    class Probe:
+        def own_state(self) -> str:
+            from ray.util.state import get_actor
+
+            return get_actor(ray.get_runtime_context().get_actor_id()).state
+
+    with ray_session(RayConfig(num_cpus=1), dashboard=True):  # as train and tune start theirs
+        assert ray.get(Probe.remote().own_state.remote(), timeout=60) == "ALIVE"
+    assert "RAY_API_SERVER_ADDRESS" not in os.environ, "the driver may join another cluster next"
 
 
 def test_mine_as_a_submitted_ray_job(head, tiny_world, tmp_path):

@@ -77,7 +77,7 @@ def run_training(cfg: TrainConfig) -> dict:
     jobs = [("detector", None)] if cfg.task == "detect" else [
         ("segmenter", name) for name in (cfg.segment.models or list(cfg.segment.variants))]
     results = {}
-    with ray_session(cfg.ray):
+    with ray_session(cfg.ray, dashboard=True):  # Ray Train asks its state API
         for kind, variant in jobs:
             label = variant or "detector"
             tags = {"quarry.job": "train", "quarry.config_hash": ch, "quarry.dataset_hash": data_hash,
