@@ -26,8 +26,9 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/quarry demo $(ARGS)
 
+# two xdist workers, one module per unit of work, in the order tests/conftest.py gives them
 test: $(STAMP) system-deps
-	$(BIN)/python -m pytest -q $(ARGS)
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder $(ARGS)
 
 clean:
 	rm -rf runs .pytest_cache

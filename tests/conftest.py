@@ -16,28 +16,56 @@ CHROMIUM = "/usr/bin/chromium"  # Debian's package (make test installs it)
 # The reliability suite: tests marked `@pytest.mark.reliability(kind)` are its cases; the
 # counts by kind are printed at the end of every run.
 RELIABILITY_KINDS = ("bad input", "bad config", "fault", "resume", "refusal", "security")
-_reliability: dict[str, tuple[str, str]] = {}  # test id -> (kind, outcome)
+_reliability: dict[tuple[str, str], tuple[str, str]] = {}  # (test id, kind) -> (kind, outcome)
 
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "reliability(kind): a case of the reliability suite, counted at the end")
 
 
+# `make test` runs the suite on two xdist workers (`-n 2 --dist loadfile`): each module is one
+# unit of work, kept on one worker with its module fixtures, and units are handed out in the
+# order below. The tiny demo runs once per run, started by test_demo.py on one worker; the other
+# worker takes the modules that do not need it meanwhile, then the ones that do (waiting on the
+# demo's lock if it is still running). Longest first within each part (measured: ~60-150 s each).
+DEMO_FIXTURES = {"tiny_demo", "tiny_dataset"}
+LONGEST_FIRST = ("test_demo.py", "test_mining_integration.py", "test_object_store.py", "test_train_job.py",
+                 "test_tune_faults.py", "test_ray_job_submit.py", "test_label_job.py")
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items):
     for item in items:
-        for marker in item.iter_markers("reliability"):
-            if len(marker.args) != 1 or marker.args[0] not in RELIABILITY_KINDS:
+        kinds = [m.args[0] if len(m.args) == 1 else None for m in item.iter_markers("reliability")]
+        for kind in kinds:
+            if kind not in RELIABILITY_KINDS:
                 raise pytest.UsageError(f"{item.nodeid}: reliability(kind) takes one of {RELIABILITY_KINDS}")
+        item.user_properties += [("reliability", kind) for kind in sorted(set(kinds))]
+    items[:] = _demo_first_then_modules_without_it(items)
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item, call):
-    report = (yield).get_result()
-    # a test with two markers (a killed trial, then a resumed search) is a case of each kind
-    for kind in {m.args[0] for m in item.iter_markers("reliability")}:
+def _demo_first_then_modules_without_it(items: list) -> list:
+    """test_demo.py first (it starts the tiny demo), then the modules that do not need the demo,
+    then the ones that do; longest first within each, pytest's order within a module."""
+    modules: dict = {}
+    for item in items:
+        modules.setdefault(item.path.name, []).append(item)
+    needs = {name: any(DEMO_FIXTURES & set(i.fixturenames) for i in its) for name, its in modules.items()}
+
+    def rank(name: str) -> tuple:
+        starts_demo = name == "test_demo.py"
+        return (not starts_demo, needs[name], LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST))
+
+    return [item for name in sorted(modules, key=rank) for item in modules[name]]
+
+
+def pytest_runtest_logreport(report):
+    """Counted where the reports arrive: the controller under xdist, the one process otherwise.
+    A test with two markers (a killed trial, then a resumed search) is a case of each kind."""
+    for kind in {value for name, value in report.user_properties if name == "reliability"}:
         if report.when == "call" or report.failed or report.skipped:
-            if report.when == "call" or (item.nodeid, kind) not in _reliability:  # a failed set-up counts as failed
-                _reliability[(item.nodeid, kind)] = (kind, report.outcome)
+            if report.when == "call" or (report.nodeid, kind) not in _reliability:  # a failed set-up counts as failed
+                _reliability[(report.nodeid, kind)] = (kind, report.outcome)
 
 
 def pytest_terminal_summary(terminalreporter):
@@ -52,6 +80,27 @@ def pytest_terminal_summary(terminalreporter):
         cases = [outcome for k, outcome in outcomes if k == kind]
         if cases:
             write(f"  {kind:<11} {len(cases):>3} tried, {cases.count('passed'):>3} passed")
+
+
+def descendants(pid: int) -> list:
+    """The processes a process started, its local Ray's among them (and no other Ray's: under
+    xdist another worker's Ray runs beside it)."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def kill_all(processes: list) -> None:
+    import psutil
+
+    for proc in processes:
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass
 
 
 @contextmanager
@@ -178,16 +227,26 @@ TINY_DEMO_OVERRIDES = [
 
 
 @pytest.fixture(scope="session")
-def tiny_demo(tmp_path_factory):
+def tiny_demo(tmp_path_factory, worker_id):
     """`quarry demo` at a tiny size, run once: its world, trained base detector and mining
-    outputs serve every test that needs a detector that really fires."""
+    outputs serve every test that needs a detector that really fires. Under xdist the first
+    worker to ask runs it (the others wait on a lock) and leaves its result for them."""
+    import pickle
+
+    from filelock import FileLock
+
     from engine.config import load_config
     from jobs import demo
 
     # QUARRY_TINY_DEMO_DIR: a developer's lasting work dir; the demo reuses each step whose config is unchanged
-    work = os.environ.get("QUARRY_TINY_DEMO_DIR") or tmp_path_factory.mktemp("demo")
+    shared = tmp_path_factory.getbasetemp().parent if worker_id != "master" else tmp_path_factory.mktemp("shared")
+    work = os.environ.get("QUARRY_TINY_DEMO_DIR") or shared / "tiny-demo"
     config = load_config(demo.DemoConfig, None, [f"work_dir={work}", *TINY_DEMO_OVERRIDES])
-    return config, demo.run(config)
+    done = shared / "tiny-demo.pickle"
+    with FileLock(str(shared / "tiny-demo.lock")):
+        if not done.is_file():
+            done.write_bytes(pickle.dumps(demo.run(config)))
+        return config, pickle.loads(done.read_bytes())
 
 
 @pytest.fixture(scope="session")

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import psutil
 import pytest
+from conftest import descendants, kill_all
 
 from engine.config import ConfigError, load_config
 from engine.mining.config import MineConfig
@@ -154,8 +154,8 @@ def _comparable(candidates: pd.DataFrame) -> pd.DataFrame:
 
 class ScorerKiller(threading.Thread):
     """From the test's side: once `after_done` videos are committed, SIGKILL one live scoring
-    actor process (Ray titles it `ray::MapWorker(MapBatches(FrameScorer))...`), as a crashed
-    GPU node would."""
+    actor process of this process's Ray (Ray titles it `ray::MapWorker(MapBatches(FrameScorer))...`),
+    as a crashed GPU node would."""
 
     def __init__(self, done_dir: Path, after_done: int = 1):
         super().__init__(daemon=True)
@@ -166,8 +166,8 @@ class ScorerKiller(threading.Thread):
     def run(self):
         while not self.stop.is_set() and not self.killed:
             if len(list(self.done_dir.glob("*.json"))) >= self.after_done:
-                for proc in psutil.process_iter(["cmdline"]):
-                    if "FrameScorer" in " ".join(proc.info["cmdline"] or []):
+                for proc in descendants(os.getpid()):
+                    if "FrameScorer" in " ".join(proc.cmdline()):
                         proc.send_signal(signal.SIGKILL)
                         self.killed.append(proc.pid)
                         break
@@ -210,12 +210,12 @@ def test_interrupted_run_resumes_to_the_same_manifest(first_run, manifest, rando
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None and len(list((out / "done").glob("*.json"))) < 3:
         time.sleep(0.2)
+    its_ray = descendants(proc.pid)
     os.killpg(proc.pid, signal.SIGKILL)  # the driver and its local Ray, mid-run
     proc.wait()
     done_before = len(list((out / "done").glob("*.json")))
     assert 0 < done_before < 10, "the run was interrupted part-way"
-    # the killed driver's local Ray may outlive it; stop it as a user would
-    subprocess.run([str(Path(sys.executable).parent / "ray"), "stop", "--force"], capture_output=True, timeout=60)
+    kill_all(its_ray)  # the killed driver's local Ray may outlive it (`ray stop` would stop every Ray here)
     summary = mine.run(resumed_cfg)
     assert summary["inputs"] == {"total": 15, "processed": 10 - done_before, "skipped_done": done_before, "errored": 5}
     expected = pd.read_parquet(cfg.output.out_dir / "candidates.parquet")

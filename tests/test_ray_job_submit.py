@@ -11,9 +11,12 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
+import psutil
 import pytest
+from conftest import descendants, kill_all
 
 REPO = Path(__file__).resolve().parents[1]
 RAY = str(Path(sys.executable).parent / "ray")
@@ -51,17 +54,22 @@ def head(tmp_path_factory):
                                env=env, capture_output=True, text=True, timeout=120)
         assert start.returncode == 0, start.stderr[-3000:]
         yield env, f"http://127.0.0.1:{dash}", Path(temp_dir)
-    finally:
-        subprocess.run([RAY, "stop", "--force"], env=env, capture_output=True, timeout=120)
+    finally:  # this head's processes and theirs: `ray stop` would stop every Ray on the machine
+        own = [p for p in psutil.process_iter(["cmdline"]) if temp_dir in " ".join(p.info["cmdline"] or [])]
+        kill_all([q for p in own for q in (p, *descendants(p.pid))])
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def submit(head, *entrypoint: str) -> str:
     """`ray job submit --working-dir . -- <entrypoint>`; the job's output (it must succeed)."""
     env, address, _ = head
-    proc = subprocess.run([RAY, "job", "submit", f"--address={address}", f"--working-dir={REPO}", "--", *entrypoint],
-                          env=env, capture_output=True, text=True, timeout=420)
-    output = proc.stdout + proc.stderr
+    for _ in range(30):  # a head just started (on a busy machine) may not have its job agent up yet
+        proc = subprocess.run([RAY, "job", "submit", f"--address={address}", f"--working-dir={REPO}", "--", *entrypoint],
+                              env=env, capture_output=True, text=True, timeout=420)
+        output = proc.stdout + proc.stderr
+        if "No available agent to submit job, please try again later" not in output:
+            break
+        time.sleep(2)
     assert proc.returncode == 0 and "succeeded" in output.lower(), output[-4000:]
     return output
 

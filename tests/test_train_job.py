@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-import psutil
 import pytest
 import torch
+from conftest import descendants
 
 from engine.config import ConfigError, load_config
 from engine.train.config import TrainConfig
@@ -196,8 +196,8 @@ class WorkerKiller(threading.Thread):
     def run(self):
         while not self.stop.is_set() and not self.killed:
             if list(self.storage.glob("*/checkpoint_*")):
-                for proc in psutil.process_iter(["cmdline"]):
-                    if "RayTrainWorker" in " ".join(proc.info["cmdline"] or []):
+                for proc in descendants(os.getpid()):  # this process's Ray's
+                    if "RayTrainWorker" in " ".join(proc.cmdline()):
                         proc.send_signal(signal.SIGKILL)
                         self.killed.append(proc.pid)
                         break

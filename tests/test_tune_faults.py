@@ -14,8 +14,8 @@ import threading
 import time
 from pathlib import Path
 
-import psutil
 import pytest
+from conftest import descendants
 
 from engine.train.trainer import latest_checkpoint
 
@@ -33,8 +33,8 @@ class TrialKiller(threading.Thread):
     def run(self):
         while not self.stop.is_set() and self.proc.poll() is None:
             if not self.killed and list(self.out.glob("trials/*/ray/*/checkpoint_*")):
-                for proc in psutil.process_iter(["cmdline"]):
-                    if "ImplicitFunc" in " ".join(proc.info["cmdline"] or []):
+                for proc in descendants(self.proc.pid):  # the search's own Ray's
+                    if "ImplicitFunc" in " ".join(proc.cmdline()):
                         proc.send_signal(signal.SIGKILL)
                         self.killed.append(proc.pid)
                         break
