@@ -27,10 +27,13 @@ def pytest_configure(config):
 # unit of work, kept on one worker with its module fixtures, and units are handed out in the
 # order below. The tiny demo runs once per run, started by test_demo.py on one worker; the other
 # worker takes the modules that do not need it meanwhile, then the ones that do (waiting on the
-# demo's lock if it is still running). Longest first within each part (measured: ~60-150 s each).
+# demo's lock if it is still running). A worker is handed its next module while its current one
+# has two tests left, so the demo's modules go longest first (measured: ~90-150 s each) and the
+# short ones last; test_ray_job_submit.py leads them, its first tests needing no demo.
 DEMO_FIXTURES = {"tiny_demo", "tiny_dataset"}
-LONGEST_FIRST = ("test_demo.py", "test_mining_integration.py", "test_object_store.py", "test_train_job.py",
-                 "test_tune_faults.py", "test_ray_job_submit.py", "test_label_job.py")
+HANDOUT_ORDER = ("test_demo.py", "test_mining_integration.py", "test_ray_job_submit.py", "test_object_store.py",
+                 "test_train_job.py", "test_tune_faults.py", "test_label_job.py", "test_promote_tune.py",
+                 "test_build_job.py", "test_review.py")
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -46,15 +49,14 @@ def pytest_collection_modifyitems(items):
 
 def _demo_first_then_modules_without_it(items: list) -> list:
     """test_demo.py first (it starts the tiny demo), then the modules that do not need the demo,
-    then the ones that do; longest first within each, pytest's order within a module."""
+    then the ones that do; in HANDOUT_ORDER, then pytest's; pytest's order within a module."""
     modules: dict = {}
     for item in items:
         modules.setdefault(item.path.name, []).append(item)
-    needs = {name: any(DEMO_FIXTURES & set(i.fixturenames) for i in its) for name, its in modules.items()}
 
     def rank(name: str) -> tuple:
-        starts_demo = name == "test_demo.py"
-        return (not starts_demo, needs[name], LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST))
+        needs = any(DEMO_FIXTURES & set(i.fixturenames) for i in modules[name])
+        return (name != "test_demo.py", needs, HANDOUT_ORDER.index(name) if name in HANDOUT_ORDER else len(HANDOUT_ORDER))
 
     return [item for name in sorted(modules, key=rank) for item in modules[name]]
 
