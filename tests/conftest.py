@@ -95,6 +95,22 @@ def descendants(pid: int) -> list:
         return []
 
 
+def kill_first_titled(pid: int, title: str) -> int | None:
+    """SIGKILL the first process `pid` started whose command line holds `title` (Ray titles its
+    workers `ray::<class>...`); its pid, or None while there is none. A process that ends while
+    it is looked at is passed over."""
+    import psutil
+
+    for proc in descendants(pid):
+        try:
+            if title in " ".join(proc.cmdline()):
+                proc.kill()
+                return proc.pid
+        except psutil.NoSuchProcess:
+            pass
+    return None
+
+
 def kill_all(processes: list) -> None:
     import psutil
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import descendants, kill_all
+from conftest import descendants, kill_all, kill_first_titled
 
 from engine.config import ConfigError, load_config
 from engine.mining.config import MineConfig
@@ -166,11 +166,8 @@ class ScorerKiller(threading.Thread):
     def run(self):
         while not self.stop.is_set() and not self.killed:
             if len(list(self.done_dir.glob("*.json"))) >= self.after_done:
-                for proc in descendants(os.getpid()):
-                    if "FrameScorer" in " ".join(proc.cmdline()):
-                        proc.send_signal(signal.SIGKILL)
-                        self.killed.append(proc.pid)
-                        break
+                killed = kill_first_titled(os.getpid(), "FrameScorer")  # this process's Ray's
+                self.killed += [killed] if killed else []
             time.sleep(0.05)
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import threading
 import time
 from pathlib import Path
@@ -14,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import descendants
+from conftest import kill_first_titled
 
 from engine.config import ConfigError, load_config
 from engine.train.config import TrainConfig
@@ -196,11 +195,8 @@ class WorkerKiller(threading.Thread):
     def run(self):
         while not self.stop.is_set() and not self.killed:
             if list(self.storage.glob("*/checkpoint_*")):
-                for proc in descendants(os.getpid()):  # this process's Ray's
-                    if "RayTrainWorker" in " ".join(proc.cmdline()):
-                        proc.send_signal(signal.SIGKILL)
-                        self.killed.append(proc.pid)
-                        break
+                killed = kill_first_titled(os.getpid(), "RayTrainWorker")  # this process's Ray's
+                self.killed += [killed] if killed else []
             time.sleep(0.1)
 
 

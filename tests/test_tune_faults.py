@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import descendants
+from conftest import kill_first_titled
 
 from engine.train.trainer import latest_checkpoint
 
@@ -33,11 +33,8 @@ class TrialKiller(threading.Thread):
     def run(self):
         while not self.stop.is_set() and self.proc.poll() is None:
             if not self.killed and list(self.out.glob("trials/*/ray/*/checkpoint_*")):
-                for proc in descendants(self.proc.pid):  # the search's own Ray's
-                    if "ImplicitFunc" in " ".join(proc.cmdline()):
-                        proc.send_signal(signal.SIGKILL)
-                        self.killed.append(proc.pid)
-                        break
+                killed = kill_first_titled(self.proc.pid, "ImplicitFunc")  # the search's own Ray's
+                self.killed += [killed] if killed else []
             if self.killed and not self.interrupted and self._finished_trials() >= 1:
                 self.proc.send_signal(signal.SIGINT)
                 self.interrupted = True
