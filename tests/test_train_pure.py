@@ -124,3 +124,30 @@ def test_segmentation_fp_rule_and_pixel_metrics_known_answers():
     assert r["precision"] == pytest.approx(100 / 110) and r["recall"] == pytest.approx(0.5)
     assert r["f1"] == pytest.approx(2 * (100 / 110) * 0.5 / (100 / 110 + 0.5))
     assert r["fp_rate"] == 0.5 and r["authentic_images"] == 2
+
+
+def test_plain_segmentation_training_draws_by_the_weights():
+    """`train_plain(weights=...)` draws as the Ray loop's sampler does: a zero weight is never drawn."""
+    from torch.utils.data import Dataset
+
+    from engine.segment.loop import train_plain
+    from engine.train.config import SegmentTrainConfig
+
+    class Recorded(Dataset):
+        def __init__(self):
+            self.drawn = []
+
+        def __len__(self):
+            return 4
+
+        def __getitem__(self, i):
+            self.drawn.append(i)
+            mask = torch.zeros(1, 8, 8) if i % 2 else torch.ones(1, 8, 8)
+            return torch.full((3, 8, 8), float(i)), mask, bool(i % 2), 1.0
+
+    data, model = Recorded(), torch.nn.Conv2d(3, 1, 1)
+    losses = train_plain(model, data, SegmentTrainConfig(batch=2), epochs=3, weights=np.array([0.0, 1.0, 1.0, 0.0]))
+    assert len(losses) == 3 and len(data.drawn) == 12 and set(data.drawn) == {1, 2}
+    shuffled = Recorded()
+    train_plain(model, shuffled, SegmentTrainConfig(batch=2), epochs=1)
+    assert sorted(shuffled.drawn) == [0, 1, 2, 3]

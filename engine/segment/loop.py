@@ -124,12 +124,25 @@ def segment_train_loop(loop_config: dict) -> None:
             break
 
 
-def train_plain(model, dataset, s, epochs: int, device="cpu") -> list[dict]:
+def train_plain(model, dataset, s, epochs: int, device="cpu", weights=None) -> list[dict]:
     """The same epochs in one process without Ray (the demo's base segmenter: what a user
-    brings, trained plainly); returns the per-epoch losses."""
+    brings, trained plainly): shuffled, or drawn by sampling `weights` as the Ray loop draws;
+    returns the per-epoch losses."""
     from torch.utils.data import DataLoader
 
-    loader = DataLoader(dataset, batch_size=s.batch, shuffle=True, generator=torch.Generator().manual_seed(s.seed))
+    from engine.train.sampler import WeightedDistributedSampler
+
+    if weights is None:
+        sampler, loader = None, DataLoader(dataset, batch_size=s.batch, shuffle=True,
+                                           generator=torch.Generator().manual_seed(s.seed))
+    else:
+        sampler = WeightedDistributedSampler(weights, len(dataset), 0, 1, s.seed)
+        loader = DataLoader(dataset, batch_size=s.batch, sampler=sampler)
     optimizer = torch.optim.AdamW(model.parameters(), lr=s.lr, weight_decay=s.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine(epochs * len(loader)))
-    return [run_epoch(model.to(device), loader, optimizer, scheduler, s, device) for _ in range(epochs)]
+    losses = []
+    for epoch in range(epochs):
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        losses.append(run_epoch(model.to(device), loader, optimizer, scheduler, s, device))
+    return losses
