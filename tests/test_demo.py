@@ -5,6 +5,7 @@ reuse of unchanged steps, and a rerun that redoes only the steps an override tou
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -73,8 +74,12 @@ def test_the_final_table_has_stable_keys_in_the_summary_and_in_mlflow(tiny_demo)
     assert run.data.metrics["detection.base.fp_rate"] == final["detection"]["base"]["fp_rate"]
     assert run.data.metrics["segmentation.unet_ft.pixel_recall"] == final["segmentation"]["unet_ft"]["pixel_recall"]
     assert run.data.metrics["detection.round2.fp_rate"] == final["detection"]["round2"]["fp_rate"]
+    # the processor whose kernels computed the figures, in the summary, on the run and in the report
+    assert final["machine"]["cores"] == os.cpu_count() and final["machine"]["torch_cpu_capability"]
+    assert run.data.tags["quarry.machine.cpu"] == final["machine"]["cpu"]
     report = (Path(config.work_dir) / "demo_report.md").read_text()
     assert "## Held-out results" in report and "contact sheet:" in report
+    assert f"computed on:   {final['machine']['cpu']}, {os.cpu_count()} cores" in report
 
 
 def test_a_second_round_mines_fresh_videos_with_the_promoted_model_and_grows_the_set(tiny_demo):

@@ -142,6 +142,8 @@ def final_figures(result: dict) -> dict:
     if "segment" in st:
         final["segmentation"] = {name: {"fp_rate": h["fp_rate"], "pixel_recall": h["recall"]}
                                  for name, h in st["segment"]["heldout"].items()}
+    if "machine" in result:  # the figures depend on the processor's kernels (engine/machine.py)
+        final["machine"] = result["machine"]
     return final
 
 
@@ -166,6 +168,10 @@ def final_lines(result: dict) -> list[str]:
     total = sum(final["seconds"].values())
     lines += ["", f"promotion: {final['promotion']}; steps took {total:.0f} s (" +
               ", ".join(f"{k} {v:.0f}" for k, v in final["seconds"].items()) + ")"]
+    if "machine" in final:
+        m = final["machine"]
+        lines.append(f"computed on:   {m['cpu']}, {m['cores']} cores, torch {m['torch']} with {m['torch_cpu_capability']} "
+                     "kernels (figures differ between processors: docs/demo.md)")
     st = result["steps"]
     db = result["tracking_uri"].removeprefix("sqlite:///")
     lines += ["", f"report:        {st['evaluate']['report']}", f"contact sheet: {st['review']['sheet']}",

@@ -53,6 +53,7 @@ from engine.demo.steps import (
 )
 from engine.evaluate.config import ModelRef
 from engine.evaluate.world_truth import edge_truth_report, flicker_truth_report, load_truth
+from engine.machine import describe_machine
 from engine.mining.config import MineConfig
 from engine.registry.promote import PromoteConfig
 from engine.storage import write_table
@@ -246,7 +247,8 @@ def _run_steps(config: DemoConfig) -> dict:
         key = config_hash(seg_build) + config_hash(seg_train) + steps["scan"]["key"]
         steps["segment"] = run_step("segment", work / "train-seg", key, config.reuse, segment_step)
 
-    result = {"work_dir": str(work), "tracking_uri": tracking_uri, "steps": steps, "rounds": rounds}
+    result = {"work_dir": str(work), "tracking_uri": tracking_uri, "steps": steps, "rounds": rounds,
+              "machine": describe_machine()}
     result["final"] = final_figures(result)
     _log_final(tracking_uri, config, result["final"])
     return result
@@ -262,5 +264,6 @@ def _log_final(tracking_uri: str, config: DemoConfig, final: dict) -> None:
                for model, row in final.get(task, {}).items() for key, value in row.items() if value is not None}
     metrics.update({f"seconds.{step}": value for step, value in final["seconds"].items()})
     with mlflow_run(tracking_uri, "quarry-demo", f"demo-{time.strftime('%Y%m%d-%H%M%S')}", config.model_dump(mode="json"),
-                    {"quarry.job": "demo", "quarry.promotion": final["promotion"]}):
+                    {"quarry.job": "demo", "quarry.promotion": final["promotion"],
+                     **{f"quarry.machine.{k}": str(v) for k, v in final.get("machine", {}).items()}}):
         mlflow.log_metrics(metrics)
