@@ -14,11 +14,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
+
+from engine.machine import describe_machine
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -141,7 +142,7 @@ def main() -> None:
         "ray_1_worker_step_vs_plain": round(results["ray_train_1_worker"]["step_s"] / results["plain_1_thread"]["step_s"], 3),
         "two_workers_vs_one_images_per_s": round(results["ray_train_2_workers"]["images_per_s"]
                                                  / results["ray_train_1_worker"]["images_per_s"], 3)}
-    report = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform()}, "config": cfg, **results}
+    report = {"machine": describe_machine(), "config": cfg, **results}
     from bench.mining import publish
 
     publish(report, args.out, "train", table_markdown, args.docs)
