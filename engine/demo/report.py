@@ -142,8 +142,7 @@ def final_figures(result: dict) -> dict:
     if "segment" in st:
         final["segmentation"] = {name: {"fp_rate": h["fp_rate"], "pixel_recall": h["recall"]}
                                  for name, h in st["segment"]["heldout"].items()}
-    if "machine" in result:  # the figures depend on the processor's kernels (engine/machine.py)
-        final["machine"] = result["machine"]
+    final["machine"] = result["machine"]  # the figures depend on the processor's kernels (engine/machine.py)
     return final
 
 
@@ -168,10 +167,9 @@ def final_lines(result: dict) -> list[str]:
     total = sum(final["seconds"].values())
     lines += ["", f"promotion: {final['promotion']}; steps took {total:.0f} s (" +
               ", ".join(f"{k} {v:.0f}" for k, v in final["seconds"].items()) + ")"]
-    if "machine" in final:
-        m = final["machine"]
-        lines.append(f"computed on:   {m['cpu']}, {m['cores']} cores, torch {m['torch']} with {m['torch_cpu_capability']} "
-                     "kernels (figures differ between processors: docs/demo.md)")
+    m = final["machine"]
+    lines.append(f"computed on:   {m['cpu']}, {m['cores']} cores, torch {m['torch']} with {m['torch_cpu_capability']} "
+                 "kernels (figures differ between processors: docs/demo.md)")
     st = result["steps"]
     db = result["tracking_uri"].removeprefix("sqlite:///")
     lines += ["", f"report:        {st['evaluate']['report']}", f"contact sheet: {st['review']['sheet']}",

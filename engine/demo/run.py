@@ -265,5 +265,5 @@ def _log_final(tracking_uri: str, config: DemoConfig, final: dict) -> None:
     metrics.update({f"seconds.{step}": value for step, value in final["seconds"].items()})
     with mlflow_run(tracking_uri, "quarry-demo", f"demo-{time.strftime('%Y%m%d-%H%M%S')}", config.model_dump(mode="json"),
                     {"quarry.job": "demo", "quarry.promotion": final["promotion"],
-                     **{f"quarry.machine.{k}": str(v) for k, v in final.get("machine", {}).items()}}):
+                     **{f"quarry.machine.{k}": str(v) for k, v in final["machine"].items()}}):
         mlflow.log_metrics(metrics)
