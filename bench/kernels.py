@@ -9,7 +9,8 @@ weights, seed 0) for a few SGD steps on fixed random images in one fresh process
 and compares each setting's weights with the processor's own choice ("auto"). Forcing a
 narrower kernel stands in for another processor: if the weights differ here, a seed's figures
 differ between machines of one kind that have different processors (docs/demo.md, "Figures by
-machine"). Writes bench/results/kernels-<time>.json. No timings: this measures numbers only.
+machine"). Writes bench/results/kernels-<time>.json, with a digest of each setting's weights to
+compare hosts by. No timings: this measures numbers only.
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ SETTINGS: dict[str, dict[str, str]] = {
     "aten_default": {"ATEN_CPU_CAPABILITY": "default"},  # torch's own kernels without AVX2
     "onednn_sse41": {"ONEDNN_MAX_CPU_ISA": "SSE41"},  # convolutions
     "mkl_compatible": {"MKL_CBWR": "COMPATIBLE"},  # matrix products (MKL's reproducible SSE2 path)
+    # torch's and oneDNN's kernels held to AVX2: on an AVX-512 host, an AVX2 host's instruction set
+    # (the demo with it still printed other figures than an AVX2 host: docs/demo.md)
+    "avx2_pinned": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"},
 }
 
 
@@ -66,6 +70,17 @@ def _tensors(output) -> list:
     return [output]
 
 
+def weights_digest(state: dict) -> str:
+    """sha256 of the weights' bytes in key order: equal digests on two hosts mean bit-identical weights."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for key in sorted(state):
+        digest.update(key.encode())
+        digest.update(state[key].detach().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
 def compare(steps: int) -> dict:
     import torch
 
@@ -81,7 +96,8 @@ def compare(steps: int) -> dict:
         for name, r in results.items():
             diff = max(float((r["state"][k].float() - auto[k].float()).abs().max()) for k in auto)
             report["settings"][name] = {"env": SETTINGS[name], "kernels": r["machine"]["torch_cpu_capability"],
-                                        "loss": r["loss"], "identical_to_auto": diff == 0.0, "max_abs_weight_diff": diff}
+                                        "loss": r["loss"], "weights_sha256": weights_digest(r["state"]),
+                                        "identical_to_auto": diff == 0.0, "max_abs_weight_diff": diff}
     return report
 
 
@@ -99,7 +115,8 @@ def main() -> None:
           f"{args.steps} SGD steps of the demo's detector:")
     for name, s in report["settings"].items():
         print(f"  {name:15s} {s['kernels']:8s} loss {s['loss']:.9g}  "
-              + ("identical weights" if s["identical_to_auto"] else f"weights differ, max |diff| {s['max_abs_weight_diff']:.3g}"))
+              + ("identical weights" if s["identical_to_auto"] else f"weights differ, max |diff| {s['max_abs_weight_diff']:.3g}")
+              + f"  sha256 {s['weights_sha256'][:12]}")
     path = REPO / "bench" / "results" / f"kernels-{time.strftime('%Y%m%d-%H%M%S')}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2))
