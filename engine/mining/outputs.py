@@ -158,7 +158,9 @@ def rebuild_tables(out: Path, videos: list[VideoInput], csv: bool = True) -> tup
         else:
             errors.append(record)
     parts = [p for p in parts if len(p)]
-    candidates = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=CANDIDATE_COLUMNS)
+    # no candidates at all (a model that no longer fires): the same columns, metadata included
+    columns = list(dict.fromkeys([*CANDIDATE_COLUMNS, *(name for video in videos for name in video.metadata)]))
+    candidates = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
     candidates = candidates.sort_values(["video_key", "frame"], kind="stable").reset_index(drop=True)
     errors_df = pd.DataFrame(errors, columns=["key", "video_path", "video_label", "reason", "run_hash", "attempted_at"])
     write_table(candidates, out / "candidates.parquet", csv=csv)
