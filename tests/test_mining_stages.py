@@ -286,3 +286,20 @@ def test_run_hash_is_the_same_for_a_copy_of_the_checkpoints(tmp_path):
 
     assert rh("a") == rh("b")
     assert rh("a") != rh("b", b"other weights")
+
+
+def test_a_run_without_candidates_keeps_the_inputs_metadata_columns(tmp_path):
+    """A model that no longer fires mines nothing; readers of the manifest still find every column
+    (the demo's second round read `lookalike_kind` from such a manifest and crashed)."""
+    from engine.attempts import record_done
+    from engine.mining.inputs import VideoInput
+    from engine.mining.outputs import CANDIDATE_COLUMNS, rebuild_tables
+    from engine.storage import write_table
+
+    videos = [VideoInput(f"/v/{k}.mp4", k, "fp", {"kind": "lookalike", "lookalike_kind": "orange_truck"}) for k in "ab"]
+    for video in videos:
+        write_table(pd.DataFrame(columns=CANDIDATE_COLUMNS), tmp_path / "parts" / f"{video.key}.parquet")
+        record_done(tmp_path, video.key, {"uri": video.uri, "candidates": 0})
+    candidates, errors = rebuild_tables(tmp_path, videos, csv=False)
+    assert candidates.empty and errors.empty
+    assert list(pd.read_parquet(tmp_path / "candidates.parquet").columns) == [*CANDIDATE_COLUMNS, "kind", "lookalike_kind"]
