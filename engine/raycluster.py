@@ -11,7 +11,7 @@ from typing import Iterator
 
 from pydantic import Field, model_validator
 
-from engine.config import Section
+from engine.config import ConfigError, Section
 from engine.models import ModelError
 
 # Set inside `one_ray_for_all`: the local Ray the first session starts is kept for the next ones.
@@ -42,11 +42,14 @@ def init_ray(cfg: RayConfig, dashboard: bool = False) -> bool:
     import ray
 
     from engine.offline import enable_offline
+    from engine.staging import MIRROR_ENV, mirror_root
 
     if ray.is_initialized():
         return False
-    env = {"env_vars": enable_offline()}
     if cfg.address or os.environ.get("RAY_ADDRESS"):
+        # the driver's mirror of the object store, so that a worker on another node brings an
+        # input to the same path (engine/staging.py)
+        env = {"env_vars": {**enable_offline(), MIRROR_ENV: str(mirror_root().resolve())}}
         ray.init(address=cfg.address, runtime_env=env, log_to_driver=True)
     else:  # "local" ignores a stale ray_current_cluster file left by `ray stop`
         for key, value in LOCAL_TRAIN_ENV.items():  # before ray.init: its workers inherit them
@@ -119,21 +122,22 @@ def one_ray_for_all() -> Iterator[None]:
 
 
 @contextmanager
-def model_errors_surface():
-    """A scorer that cannot build its models kills its actor; Ray then raises its own
-    errors around ours. Re-raise the ModelError's one-line message for the user."""
+def own_errors_surface():
+    """A scorer that cannot build its models kills its actor, and a training worker that finds
+    an input missing fails its worker group; Ray then raises its own errors around ours.
+    Re-raise the ModelError's or ConfigError's one-line message for the user."""
     try:
         yield
-    except ModelError:
+    except (ModelError, ConfigError):
         raise
     except Exception as exc:
         text, seen = [], exc
         while seen is not None and len(text) < 20:
             text.append(str(seen))
             seen = seen.__cause__ or seen.__context__
-        found = re.search(r"ModelError: ([^\n\x1b]+)", "\n".join(text))
+        found = re.search(r"(ModelError|ConfigError): ([^\n\x1b]+)", "\n".join(text))
         if found:
-            raise ModelError(found.group(1).strip()) from None
+            raise (ModelError if found.group(1) == "ModelError" else ConfigError)(found.group(2).strip()) from None
         raise
 
 

@@ -10,9 +10,11 @@ file, so a reader never sees half a file) and files it removed are deleted from 
 Because the mirror's place is a function of the URI alone, a path one job writes into a table
 (`labels.parquet` naming its frames) is the same path the next job's mirror holds, so the jobs
 chain through the store as they do through a local folder, and a rerun resumes from what the
-store already holds. The mirror lives on the driver's node: jobs whose workers write files
-(label's frames, train's checkpoints) need those workers on that node or a shared mount
-(docs/cluster.md). Mining reads its videos from the store itself, one per task.
+store already holds. On a cluster the driver's node holds the mirror; a Ray Train worker on
+another node brings the inputs it reads into the same place on its own node first
+(`pull_on_this_node`), and its checkpoints go to the store itself. Mining reads its videos from
+the store itself, one per task. Label's frame writers still write through the driver's mirror
+(docs/cluster.md).
 
 Credentials come from the store's usual environment variables or files (AWS_ACCESS_KEY_ID,
 AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL, ~/.aws/...); a URI holding them is refused, so they
@@ -21,6 +23,7 @@ never reach a resolved config, a log or MLflow.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import shutil
@@ -55,6 +58,16 @@ def mirror_path(uri: str) -> Path:
     if not parts.netloc or ".." in key:
         raise ConfigError(f"{uri}: expected scheme://bucket/key")
     return mirror_root().joinpath(parts.scheme, parts.netloc, *key)
+
+
+def store_uri(path: Path | str, root: Path | str | None = None) -> str | None:
+    """The store URI whose mirror `path` is (the inverse of `mirror_path`); None for a path
+    outside the mirror `root` (default: this process's)."""
+    try:
+        parts = Path(path).resolve().relative_to(Path(root or mirror_root()).resolve()).parts
+    except ValueError:
+        return None
+    return f"{parts[0]}://{'/'.join(parts[1:])}" if len(parts) >= 2 else None
 
 
 def redact(uri: str) -> str:
@@ -93,11 +106,11 @@ class Transfer:
     uri: str
     output: bool
     at: list = field(default_factory=list)  # the value's place in the config data (keys and list indices)
-    local: Path = field(init=False)
+    local: Path | None = None  # its mirror (default: this process's mirror of `uri`)
     pulled: dict[str, tuple[int, int]] = field(default_factory=dict)  # relative path -> (size, mtime_ns)
 
     def __post_init__(self) -> None:
-        self.local = mirror_path(self.uri)
+        self.local = Path(self.local) if self.local is not None else mirror_path(self.uri)
 
 
 class Staging:
@@ -134,21 +147,7 @@ class Staging:
 
     def __enter__(self) -> "Staging":
         for t in self.transfers:
-            fs, root, info = _open(t)
-            if t.output:
-                bucket = root.split("/", 1)[0]
-                if info.type.name == "NotFound" and fs.get_file_info(bucket).type.name == "NotFound":
-                    raise ConfigError(f"{t.key} = {t.uri!r}: the store has no bucket {bucket!r}")
-                _pull_folder(fs, root, t, missing_ok=True)
-            elif info.type.name == "Directory":
-                _pull_folder(fs, root, t, missing_ok=False)
-            elif info.type.name == "File" and t.uri.lower().endswith(TABLE_SUFFIXES):
-                parent = root.rsplit("/", 1)[0]  # a table brings the folder its rows point into
-                _pull_folder(fs, parent, Transfer(t.key, t.uri.rsplit("/", 1)[0], False), missing_ok=False)
-            elif info.type.name == "File":
-                _pull_file(fs, root, info, t.local)
-            else:
-                raise ConfigError(f"{t.key} = {t.uri!r}: no such object or prefix in the store")
+            _pull(t)
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -185,6 +184,45 @@ def mirror_objects(paths: list[str]) -> list[str]:
         return list(paths)
     with ThreadPoolExecutor(TRANSFER_THREADS) as pool:
         return list(pool.map(local, paths))
+
+
+def pull_on_this_node(inputs: dict[str, Any], root: Path | str | None = None) -> None:
+    """On a Ray worker, before it reads its inputs: bring each of `inputs` (config key -> path)
+    that the driver mirrored from the store (a path under `root`, the driver's mirror root; by
+    default this process's, which a cluster's workers get from the driver) to the same path on
+    this node. A node other than the driver's holds none of them; on the
+    driver's node the mirror is current and only listed. Paths outside `root` are left alone.
+    Workers on one node take turns (a lock file in the mirror), so each object comes once."""
+    root = Path(root or mirror_root())
+    transfers = [Transfer(key, uri, False, local=Path(path)) for key, path in inputs.items()
+                 if path is not None and (uri := store_uri(path, root))]
+    if not transfers:
+        return
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".pull.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        for t in transfers:
+            _pull(t)
+
+
+def _pull(t: Transfer) -> None:
+    """Bring one transfer's mirror up to date: an output folder (may be new), an input folder, a
+    table with the folder its rows point into, or one object."""
+    fs, root, info = _open(t)
+    if t.output:
+        bucket = root.split("/", 1)[0]
+        if info.type.name == "NotFound" and fs.get_file_info(bucket).type.name == "NotFound":
+            raise ConfigError(f"{t.key} = {t.uri!r}: the store has no bucket {bucket!r}")
+        _pull_folder(fs, root, t, missing_ok=True)
+    elif info.type.name == "Directory":
+        _pull_folder(fs, root, t, missing_ok=False)
+    elif info.type.name == "File" and t.uri.lower().endswith(TABLE_SUFFIXES):
+        parent = root.rsplit("/", 1)[0]  # a table brings the folder its rows point into
+        _pull_folder(fs, parent, Transfer(t.key, t.uri.rsplit("/", 1)[0], False, local=t.local.parent), missing_ok=False)
+    elif info.type.name == "File":
+        _pull_file(fs, root, info, t.local)
+    else:
+        raise ConfigError(f"{t.key} = {t.uri!r}: no such object or prefix in the store")
 
 
 def _open(t: Transfer):

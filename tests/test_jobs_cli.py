@@ -125,3 +125,21 @@ def test_ddp_workers_sharing_a_gpu_are_refused(job, prefix, capsys):
     assert cli.main([job, *gpu, f"{prefix}num_workers=1", "--print-config"]) == 0
     assert cli.main([job, f"{prefix}gpus_per_worker=0.5", f"{prefix}num_workers=2", "--print-config"]) == 0  # CPU: unused
     capsys.readouterr()
+
+
+@pytest.mark.parametrize("error", ["ConfigError", "ModelError"])
+def test_a_workers_own_error_reaches_the_user_as_one_line(error):
+    """Ray wraps a worker's exception in its own (a worker group's traceback, an actor's death);
+    the job shows the worker's one line, as `quarry` prints a ConfigError or ModelError."""
+    from engine.config import ConfigError
+    from engine.models import ModelError
+    from engine.raycluster import own_errors_surface
+
+    line = "data = '/mirror/s3/b/dataset': no such data.yaml"
+    wrapped = RuntimeError(f"Training failed due to worker errors:\n[Rank 0]\nTraceback ...\nengine.x.{error}: {line}\n")
+    with pytest.raises(ConfigError if error == "ConfigError" else ModelError) as raised:
+        with own_errors_surface():
+            raise wrapped
+    assert str(raised.value) == line and type(raised.value).__name__ == error
+    with pytest.raises(RuntimeError, match="not ours"), own_errors_surface():
+        raise RuntimeError("not ours")

@@ -1,21 +1,30 @@
 """Every job against a real S3 server (moto's server mode on loopback): the tiny demo's world and
 base models uploaded to a bucket, then mine -> label -> build -> train -> scan -> evaluate with
 `s3://` inputs and outputs, each compared with the same job on local disk. Credentials come
-from the environment and appear in no output, resolved config, mirror file or MLflow store."""
+from the environment and appear in no output, resolved config, mirror file or MLflow store.
+Training also runs on a two-node cluster whose second node has a disk of its own."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import pandas as pd
+import psutil
 import pytest
+from conftest import descendants, kill_all
 
 from jobs import build, evaluate, label, mine, scan, train
 from jobs.cli import run_job
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_ray")]
+REPO = Path(__file__).resolve().parents[1]
 
 BUCKET = "quarry-test"
 SECRET = "quarry-secret-never-logged-7f3a"
@@ -209,3 +218,106 @@ def test_credentials_in_a_uri_are_refused_before_they_are_written(store, capfd):
     err = capfd.readouterr().err
     assert code == 2 and "credentials do not belong in a URI" in err and SECRET not in err, err
     assert not (store["mirror"] / "s3" / BUCKET / "x").exists()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def two_nodes(store, tmp_path_factory):
+    """A two-node Ray cluster on this machine, each node with a disk of its own where the mirror
+    lives: a head with no CPUs (so every Ray Train worker runs on the other node), and a second
+    node started in a private mount namespace with a tmpfs mounted over the mirror folder, so
+    its workers see an empty mirror where the driver sees its own. Yields the driver's env."""
+    temp_dir = tempfile.mkdtemp(prefix="/tmp/qn")  # Ray's socket paths must stay short
+    port, dashboard = (_free_port() for _ in range(2))
+    env = {**os.environ, "HOME": str(tmp_path_factory.mktemp("home")), "RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0",
+           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    for key in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
+        env.pop(key, None)
+    ray = str(Path(sys.executable).parent / "ray")
+    common = ["--node-ip-address=127.0.0.1", f"--temp-dir={temp_dir}", "--disable-usage-stats"]
+    try:
+        subprocess.run([ray, "get-auth-token", "--generate"], env=env, check=True, capture_output=True, timeout=60)
+        head = subprocess.run([ray, "start", "--head", f"--port={port}", "--num-cpus=0", "--dashboard-host=127.0.0.1",
+                               f"--dashboard-port={dashboard}", *common], env=env, capture_output=True, text=True, timeout=120)
+        assert head.returncode == 0, head.stderr[-3000:]
+        mirror = store["mirror"]
+        node = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                               f'mount -t tmpfs quarry-node2 "{mirror}" && exec "$@"', "sh",
+                               ray, "start", f"--address=127.0.0.1:{port}", "--num-cpus=2", *common],
+                              env=env, capture_output=True, text=True, timeout=120)
+        assert node.returncode == 0, f"the second node did not start (unshare and mount need root): {node.stderr[-3000:]}"
+        yield {**env, "RAY_ADDRESS": f"127.0.0.1:{port}"}
+    finally:  # this cluster's processes: `ray stop` would stop every Ray on the machine
+        own = [p for p in psutil.process_iter(["cmdline"]) if temp_dir in " ".join(p.info["cmdline"] or [])]
+        kill_all([q for p in own for q in (p, *descendants(p.pid))])
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _on_the_cluster(env: dict, job: str, *args: str) -> str:
+    """`python -m jobs.<job>` as a driver on the head's node; its output (it must succeed)."""
+    proc = subprocess.run([sys.executable, "-m", f"jobs.{job}", *args], env=env, cwd=REPO, capture_output=True,
+                          text=True, timeout=420)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    assert SECRET not in proc.stdout + proc.stderr
+    return proc.stdout + proc.stderr
+
+
+def test_train_workers_on_another_node_read_the_store_and_checkpoint_to_it(store, two_nodes):
+    """`quarry train` with s3:// inputs on a cluster whose workers run on a node without the
+    driver's mirror: each worker brings the dataset and the model from the store to its own
+    node, its checkpoints go to the store, and the run learns what the same run on the same
+    cluster learns from the dataset on a disk both nodes share."""
+    work, s3 = store["work"], store["s3"]
+    for path in (p for p in (work / "dataset").rglob("*") if p.is_file()):  # its images are links: sent as files
+        s3.upload_file(str(path), BUCKET, f"cluster/dataset/{path.relative_to(work / 'dataset').as_posix()}")
+    common = ["detect.epochs=1", "detect.samples_per_epoch=32", "detect.batch=8", "scaling.num_workers=2",
+              "registry.register_model=false", "tracking.enabled=false"]
+
+    def train_on_the_cluster(*args: str) -> str:
+        return _on_the_cluster(two_nodes, "train", *args, *common)
+
+    printed = train_on_the_cluster(f"data=s3://{BUCKET}/cluster/dataset", f"detect.model=s3://{BUCKET}/base/base.pt",
+                                   f"out_dir=s3://{BUCKET}/cluster/train")
+    assert f"data: {sum(1 for p in (work / 'dataset').rglob('*') if p.is_file())} files from s3://{BUCKET}/cluster/dataset" \
+        in printed  # a worker's pull, on the node that had none of it
+    listed = _listed(store, "cluster/train/")
+    assert {"best.pt", "history.json", "summary.json"} <= listed
+    assert any(k.startswith("ray/train-detector-") and "/checkpoint_" in k and k.endswith("state.pt") for k in listed)
+    assert not list((store["mirror"] / "s3" / BUCKET / "cluster" / "train").glob("ray/*/checkpoint_*"))
+
+    local = store["local"] / "cluster-train"
+    train_on_the_cluster(f"data={work / 'dataset'}", f"detect.model={work / 'base' / 'base.pt'}", f"out_dir={local}")
+    history = [json.loads(p.read_text()) for p in (store["mirror"] / "s3" / BUCKET / "cluster/train/history.json",
+                                                   local / "history.json")]
+    for key in ("train_loss", "val_map50", "val_fp_rate", "val_recall"):
+        assert history[0][-1][key] == pytest.approx(history[1][-1][key], abs=1e-6), key
+
+
+def test_scoring_actors_on_another_node_load_their_models_from_the_store(store, two_nodes):
+    """Mining's and scanning's actors, on the node without the driver's mirror, bring the
+    detector (and the scan's images and segmenter) from the store, and find what the same jobs
+    find from local paths on the same cluster."""
+    work, local, s3 = store["work"], store["local"], f"s3://{BUCKET}"
+    mining = ["scoring.use_clip=false", "selection.mode=false-alarms", "gate.min_cue_kinds=1", "decode.stride=2",
+              "tracking.enabled=false"]
+    _on_the_cluster(two_nodes, "mine", f"input.source={s3}/world/videos.parquet",
+                    f"scoring.detector.source={s3}/base/base.pt", f"output.out_dir={s3}/cluster/mine", *mining)
+    _on_the_cluster(two_nodes, "mine", f"input.source={work}/world/videos.parquet",
+                    f"scoring.detector.source={work}/base/base.pt", f"output.out_dir={local}/cluster-mine", *mining)
+    mirrored = store["mirror"] / "s3" / BUCKET / "cluster"
+    candidates = _same_table(local / "cluster-mine" / "candidates.parquet", mirrored / "mine" / "candidates.parquet",
+                             ["video_key", "frame"])
+    assert len(candidates) > 0
+
+    scanning = ["imgsz=64", "min_area_px=4", "tracking.enabled=false"]
+    _on_the_cluster(two_nodes, "scan", f"input.source={s3}/world/segmentation/index.parquet",
+                    f"models=[{{checkpoint: {s3}/base/base_seg.pt}}]", f"out_dir={s3}/cluster/scan", *scanning)
+    _on_the_cluster(two_nodes, "scan", f"input.source={work}/world/segmentation/index.parquet",
+                    f"models=[{{checkpoint: {work}/base/base_seg.pt}}]", f"out_dir={local}/cluster-scan", *scanning)
+    scanned = _same_table(local / "cluster-scan" / "scan.parquet", mirrored / "scan" / "scan.parquet", ["file_name"])
+    assert len(scanned) == json.loads((mirrored / "scan" / "summary.json").read_text())["scanned"] > 0

@@ -7,13 +7,23 @@ import json
 import pytest
 
 from engine.config import ConfigError
-from engine.staging import Staging, mirror_path
+from engine.staging import Staging, mirror_path, store_uri
 
 
 def test_a_uri_lands_at_one_place_under_the_mirror_root(tmp_path, monkeypatch):
     monkeypatch.setenv("QUARRY_STORE_MIRROR", str(tmp_path))
     assert mirror_path("s3://bucket/a/b.parquet") == tmp_path / "s3" / "bucket" / "a" / "b.parquet"
     assert mirror_path("gs://b/dir/") == tmp_path / "gs" / "b" / "dir"
+
+
+def test_a_mirror_path_names_its_uri_again(tmp_path, monkeypatch):
+    """What a Ray Train worker on another node uses to fetch an input the driver mirrored."""
+    monkeypatch.setenv("QUARRY_STORE_MIRROR", str(tmp_path))
+    for uri in ("s3://bucket/a/b.parquet", "gs://b/dir", "s3://whole-bucket"):
+        assert store_uri(mirror_path(uri)) == uri
+    assert store_uri(tmp_path / "s3" / "bucket" / "a", root=tmp_path) == "s3://bucket/a"
+    assert store_uri(tmp_path.parent / "elsewhere" / "data") is None  # a local input
+    assert store_uri(tmp_path / "s3") is None and store_uri(tmp_path) is None
 
 
 @pytest.mark.reliability("security")

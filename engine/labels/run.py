@@ -25,7 +25,7 @@ from engine.labels.config import LabelConfig
 from engine.labels.sources import LabelSource, list_sources
 from engine.labels.stages import FrameLabeler, plan_label_tasks
 from engine.mining.identity import file_sha256, package_version
-from engine.raycluster import model_errors_surface, ray_session
+from engine.raycluster import own_errors_surface, ray_session
 from engine.storage import atomic_write_json, atomic_write_text, write_table
 from engine.video.chunks import VideoAssembler
 
@@ -75,7 +75,7 @@ def label_sources(cfg: LabelConfig, sources: list[LabelSource], rh: str) -> dict
                                                "jpeg_quality": cfg.output.jpeg_quality},
                         **cfg.pool.map_batches_kwargs())
     results, assembler, started, frames = {}, VideoAssembler(), time.perf_counter(), 0
-    with model_errors_surface():
+    with own_errors_surface():
         for batch in ds.iter_batches(batch_size=None, batch_format="pandas"):
             for key, rows, error in assembler.add(batch):
                 source = by_key[key]

@@ -95,7 +95,9 @@ class FrameLabeler:
 
     def setup(self) -> None:
         from engine.models.detector import build_detector
+        from engine.staging import pull_on_this_node
 
+        pull_on_this_node({"detector.source": self.spec.source})  # on a node without the driver's mirror
         self.detector = build_detector(self.spec.source)
 
     def label_images(self, metas: list[dict], images: list[np.ndarray], video_label: str) -> list[dict]:

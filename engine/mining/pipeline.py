@@ -29,7 +29,7 @@ from engine.mining.outputs import commit_video, record_error
 from engine.mining.selection import SelectionParams
 from engine.mining.stages import MAX_CUE_KINDS, FrameScorer, decode_chunks
 from engine.mining.timeline import finalize_video
-from engine.raycluster import model_errors_surface
+from engine.raycluster import own_errors_surface
 from engine.video.chunks import VideoAssembler, plan_chunks
 
 log = logging.getLogger("quarry.mine")
@@ -96,7 +96,7 @@ def mine_videos(cfg: MineConfig, videos: list[VideoInput], provenance: dict) -> 
     started, frames_done = time.perf_counter(), 0
     arrivals: list[tuple[float, int]] = []  # (when, scored frames) per batch: start-up and steady rate
     assembler = VideoAssembler()
-    with ThreadPoolExecutor(max_workers=2) as writer, model_errors_surface():  # JPEG work releases the GIL
+    with ThreadPoolExecutor(max_workers=2) as writer, own_errors_surface():  # JPEG work releases the GIL
         for batch in build_dataset(cfg, videos).iter_batches(batch_size=None, batch_format="pandas"):
             arrivals.append((time.perf_counter() - started, int((batch["row_kind"] == "frame").sum())))
             for key, frames, error in assembler.add(batch):

@@ -74,8 +74,10 @@ class FrameScorer:
 
     def setup(self) -> None:
         from engine.models.detector import build_detector
+        from engine.staging import pull_on_this_node
 
         started = time.perf_counter()
+        pull_on_this_node({"scoring.detector.source": self.scoring.detector.source})  # on a node without the driver's mirror
         self.detector = build_detector(self.scoring.detector.source)
         names = self.detector.names
         wanted = self.scoring.cue_classes or list(names.values())

@@ -15,7 +15,7 @@ import pandas as pd
 from pydantic import Field
 
 from engine.config import ConfigError, Section, config_to_dict
-from engine.raycluster import ActorPoolConfig, RayConfig, model_errors_surface, ray_session
+from engine.raycluster import ActorPoolConfig, RayConfig, own_errors_surface, ray_session
 from engine.segment.metrics import FpRule, image_fp_stats, is_false_positive
 from engine.storage import atomic_write_json, write_table
 from engine.tracking import TrackingConfig
@@ -90,9 +90,13 @@ class ScanStage:
         from engine.models import resolve_device
         from engine.models.segmenter import SegmenterSpec, build_segmenter
         from engine.offline import enable_offline
+        from engine.staging import pull_on_this_node
 
         enable_offline()
         self.cfg = ScanConfig.model_validate(cfg)
+        # on a node without the driver's mirror: the images (a table brings its folder) and the models
+        pull_on_this_node({"input.source": self.cfg.input.source,
+                           **{f"models[{i}].checkpoint": m.checkpoint for i, m in enumerate(self.cfg.models)}})
         device = resolve_device(self.cfg.device)  # before, the models stayed on the CPU of a GPU actor
         self.models = [build_segmenter(SegmenterSpec(arch=m.arch, encoder=m.encoder, checkpoint=m.checkpoint, device=device))
                        for m in self.cfg.models]
@@ -131,7 +135,7 @@ def run_scan(cfg: ScanConfig) -> dict:
     paths = list_images(cfg.input)
     started = time.perf_counter()
     groups = [paths[i : i + cfg.images_per_task] for i in range(0, len(paths), cfg.images_per_task)]
-    with ray_session(cfg.ray), model_errors_surface():
+    with ray_session(cfg.ray), own_errors_surface():
         ray.data.DataContext.get_current().enable_progress_bars = False
         ds = ray.data.from_items([{"paths_json": json.dumps(g)} for g in groups], override_num_blocks=len(groups))
         ds = ds.map_batches(ScanStage, batch_size=1, batch_format="pandas",

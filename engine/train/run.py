@@ -108,19 +108,21 @@ def _fit(cfg: TrainConfig, kind: str, variant: str | None, out: Path, run_name: 
          mlflow_cfg: dict | None) -> dict:
     loop_config = {"train": cfg.model_dump(mode="json"), "mlflow": mlflow_cfg, "resume_from": resume,
                    "variant": variant}
+    inputs = {"data": cfg.data, "resume_from": resume}
     if kind == "detector":
         from engine.train.detect_loop import detect_train_loop
 
         best = out / "best.pt"
         fitted = run_torch_trainer(detect_train_loop, loop_config, cfg.scaling, cfg.max_failures, out, run_name,
-                                   {"best_model": best})
+                                   {"best_model": best}, {**inputs, "detect.model": cfg.detect.model})
         model_config = {"imgsz": cfg.detect.imgsz, "conf": cfg.detect.conf_threshold}
     else:
         from engine.segment.loop import segment_train_loop
 
         best = out / variant / "best.pt"
         fitted = run_torch_trainer(segment_train_loop, loop_config, cfg.scaling, cfg.max_failures, out, run_name,
-                                   {"best_model": best})
+                                   {"best_model": best}, {**inputs, f"segment.variants.{variant}.checkpoint":
+                                                          cfg.segment.variants[variant].checkpoint})
         v = cfg.segment.variants[variant]
         model_config = {"arch": v.arch, "encoder": v.encoder, "imgsz": cfg.segment.imgsz, "threshold": cfg.segment.threshold}
     history = fitted["history"]

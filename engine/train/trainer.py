@@ -2,8 +2,10 @@
 
 ScalingConfig(num_workers, use_gpu, resources per worker) from config: gloo on CPU workers,
 nccl on GPUs; FailureConfig(max_failures) restarts the worker group from the last reported
-checkpoint; every run's checkpoints go under `<out_dir>/ray/<run name>` (on a cluster, put
-out_dir on shared storage or an object store)."""
+checkpoint; every run's checkpoints go under `<out_dir>/ray/<run name>`, or straight to the store
+when out_dir is an object store's mirror (engine/staging.py), so that workers on any node of a
+cluster write them where the driver reads them; such workers first bring the inputs the driver
+mirrored to their own node."""
 
 from __future__ import annotations
 
@@ -14,7 +16,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from engine.raycluster import model_errors_surface
+from engine.raycluster import own_errors_surface
+from engine.staging import mirror_root, pull_on_this_node, store_uri
 from engine.train.config import ScalingSection
 
 log = logging.getLogger("quarry.train")
@@ -27,23 +30,27 @@ def latest_checkpoint(out_dir: Path) -> Path | None:
 
 
 def run_torch_trainer(loop: Callable, loop_config: dict, scaling: ScalingSection, max_failures: int, out_dir: Path,
-                      run_name: str, collect: dict[str, str]) -> dict:
+                      run_name: str, collect: dict[str, str], inputs: dict[str, Path | str | None]) -> dict:
     """Fit `loop` on Ray Train; copy the files named in `collect` ({name in the checkpoint:
-    target path}) out of the final checkpoint; return its history and the final metrics."""
+    target path}) out of the final checkpoint; return its history and the final metrics.
+    `inputs` ({config key: path}) are what the workers read: those from the store are brought
+    to a worker's node before `loop` starts."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
     resources = {"CPU": scaling.cpus_per_worker, **({"GPU": scaling.gpus_per_worker} if scaling.use_gpu else {})}
+    storage = Path(out_dir).resolve() / "ray"
     trainer = TorchTrainer(
-        loop, train_loop_config=loop_config,
+        _after_pulling(loop, {k: str(v) for k, v in inputs.items() if v is not None}, str(mirror_root().resolve())),
+        train_loop_config=loop_config,
         scaling_config=ScalingConfig(num_workers=scaling.num_workers, use_gpu=scaling.use_gpu,
                                      resources_per_worker=resources),
-        run_config=RunConfig(name=run_name, storage_path=str((Path(out_dir) / "ray").resolve()),
+        run_config=RunConfig(name=run_name, storage_path=store_uri(storage) or str(storage),
                              failure_config=FailureConfig(max_failures=max_failures),
                              checkpoint_config=CheckpointConfig(num_to_keep=2)),
     )
     started = time.perf_counter()
-    with model_errors_surface():
+    with own_errors_surface():
         result = trainer.fit()
     if result.error is not None:
         raise result.error
@@ -55,4 +62,13 @@ def run_torch_trainer(loop: Callable, loop_config: dict, scaling: ScalingSection
             shutil.copyfile(Path(folder) / name, target)
         history = json.loads((Path(folder) / "history.json").read_text())
     return {"history": history, "metrics": dict(result.metrics or {}), "seconds": round(time.perf_counter() - started, 1),
-            "checkpoint": str(result.checkpoint.path)}
+            "checkpoint": store_uri(storage / run_name / Path(result.checkpoint.path).name) or str(result.checkpoint.path)}
+
+
+def _after_pulling(loop: Callable, inputs: dict[str, str], root: str) -> Callable:
+    """`loop`, run on a worker once the inputs the driver mirrored from the store are on its node."""
+    def loop_on_any_node(config: dict) -> None:
+        pull_on_this_node(inputs, root)
+        loop(config)
+
+    return loop_on_any_node

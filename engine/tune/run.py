@@ -15,7 +15,7 @@ from pathlib import Path
 
 from engine.config import ConfigError, config_hash
 from engine.errors import Interrupted
-from engine.raycluster import model_errors_surface, ray_session
+from engine.raycluster import own_errors_surface, ray_session
 from engine.storage import atomic_write_json
 from engine.tracking import REGISTRY_STORE_DIR, mlflow_run, resolve_tracking_uri
 from engine.train.run import check_inputs, dataset_hash, with_absolute_paths
@@ -104,7 +104,7 @@ def run_tuning(cfg: TuneConfig) -> dict:
         tune.with_parameters(tune_trial, base=with_absolute_paths(cfg.train).model_dump(mode="json"), out_dir=str(out), mlflow_cfg=mlflow_cfg,
                              max_failures=cfg.train.max_failures),
         {"cpu": cfg.trial_cpus})
-    with ray_session(cfg.ray, dashboard=True), model_errors_surface():
+    with ray_session(cfg.ray, dashboard=True), own_errors_surface():
         if resumed:
             log.info("resuming the search in %s", path)
             tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_unfinished=True, resume_errored=True)
