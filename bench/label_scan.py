@@ -6,8 +6,9 @@ On one synthetic world and the same models (the demo's base detector if present,
 random tiny YOLO; a U-Net with random weights for the scan), each in its own process, timed
 from launch to exit (interpreter start, imports and model builds in both):
   label: the plain loop runs the labelling stage (`FrameLabeler`: decode at stride 5 ->
-         detector -> rules -> JPEG and label files) video after video; the job runs the same
-         stage on a Ray Data actor pool and writes its tables.
+         detector -> rules -> JPEG bytes and label text) video after video and writes the
+         files (`write_frame_files`); the job runs the same stage on a Ray Data actor pool, its
+         driver writes the files and its tables.
   scan:  the plain loop runs the scan stage (`ScanStage`: read -> U-Net -> FP rule) over the
          images in groups of 32; the job runs it on an actor pool and writes its tables.
 Writes bench/results/label-scan-<time>.json and, with --docs, the table between the
@@ -33,7 +34,7 @@ import pandas as pd
 from engine.config import config_to_dict, load_config
 from engine.labels.config import LabelConfig
 from engine.labels.sources import list_sources
-from engine.labels.stages import FrameLabeler, plan_label_tasks
+from engine.labels.stages import FrameLabeler, plan_label_tasks, write_frame_files
 from engine.offline import enable_offline
 enable_offline()
 cfg = load_config(LabelConfig, None, sys.argv[1:])
@@ -43,6 +44,7 @@ frames = 0
 for source in list_sources(cfg.input):
     tasks = plan_label_tasks(source.task_row(), config_to_dict(cfg.decode), cfg.images_per_task)
     for part in labeler(pd.DataFrame(tasks).to_dict("list")):
+        write_frame_files(part)
         frames += int((part.row_kind == "frame").sum())
 print(json.dumps({"frames": frames}))
 """

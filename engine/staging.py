@@ -10,11 +10,10 @@ file, so a reader never sees half a file) and files it removed are deleted from 
 Because the mirror's place is a function of the URI alone, a path one job writes into a table
 (`labels.parquet` naming its frames) is the same path the next job's mirror holds, so the jobs
 chain through the store as they do through a local folder, and a rerun resumes from what the
-store already holds. On a cluster the driver's node holds the mirror; a Ray Train worker on
-another node brings the inputs it reads into the same place on its own node first
-(`pull_on_this_node`), and its checkpoints go to the store itself. Mining reads its videos from
-the store itself, one per task. Label's frame writers still write through the driver's mirror
-(docs/cluster.md).
+store already holds. On a cluster the driver's node holds the mirror; a worker on another node
+(a Ray Train worker, a scoring or labelling actor) brings the inputs it reads into the same
+place on its own node first (`pull_on_this_node`); checkpoints go to the store itself, and the
+driver writes every other output. Mining reads its videos from the store itself, one per task.
 
 Credentials come from the store's usual environment variables or files (AWS_ACCESS_KEY_ID,
 AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL, ~/.aws/...); a URI holding them is refused, so they

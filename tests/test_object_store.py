@@ -298,10 +298,11 @@ def test_train_workers_on_another_node_read_the_store_and_checkpoint_to_it(store
         assert history[0][-1][key] == pytest.approx(history[1][-1][key], abs=1e-6), key
 
 
-def test_scoring_actors_on_another_node_load_their_models_from_the_store(store, two_nodes):
-    """Mining's and scanning's actors, on the node without the driver's mirror, bring the
-    detector (and the scan's images and segmenter) from the store, and find what the same jobs
-    find from local paths on the same cluster."""
+def test_actors_on_another_node_load_their_models_from_the_store(store, two_nodes):
+    """Mining's, labelling's and scanning's actors, on the node without the driver's mirror,
+    bring the detector (and the scan's images and segmenter) from the store, label's frames and
+    label files are written by the driver into its mirror and reach the store, and each job finds
+    what it finds from local paths on the same cluster."""
     work, local, s3 = store["work"], store["local"], f"s3://{BUCKET}"
     mining = ["scoring.use_clip=false", "selection.mode=false-alarms", "gate.min_cue_kinds=1", "decode.stride=2",
               "tracking.enabled=false"]
@@ -313,6 +314,20 @@ def test_scoring_actors_on_another_node_load_their_models_from_the_store(store, 
     candidates = _same_table(local / "cluster-mine" / "candidates.parquet", mirrored / "mine" / "candidates.parquet",
                              ["video_key", "frame"])
     assert len(candidates) > 0
+
+    labelling = ["input.kind=candidates", "ground_truth=null", "tracking.enabled=false"]
+    _on_the_cluster(two_nodes, "label", f"input.source={s3}/cluster/mine/candidates.parquet",
+                    f"detector.source={s3}/base/base.pt", f"output.out_dir={s3}/cluster/label", *labelling)
+    _on_the_cluster(two_nodes, "label", f"input.source={local}/cluster-mine/candidates.parquet",
+                    f"detector.source={work}/base/base.pt", f"output.out_dir={local}/cluster-label", *labelling)
+    labels = _same_table(local / "cluster-label" / "labels.parquet", mirrored / "label" / "labels.parquet",
+                         ["video_key", "frame"])
+    assert len(labels) == len(candidates)
+    stored = _listed(store, "cluster/label/")
+    for row in pd.read_parquet(mirrored / "label" / "labels.parquet").itertuples():
+        label_file = Path(row.label_path).relative_to(mirrored / "label")
+        assert label_file.as_posix() in stored
+        assert Path(row.label_path).read_text() == (local / "cluster-label" / label_file).read_text()
 
     scanning = ["imgsz=64", "min_area_px=4", "tracking.enabled=false"]
     _on_the_cluster(two_nodes, "scan", f"input.source={s3}/world/segmentation/index.parquet",

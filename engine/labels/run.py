@@ -3,8 +3,8 @@ rest on a Ray Data actor pool, commit each source's rows with its done record, r
 tables and summarise (with the rules' precision against a synthetic world's ground truth).
 
     sources --flat_map(plan_label_tasks)--> tasks
-            --map_batches(FrameLabeler, ActorPoolStrategy)--> frame rows (label files written)
-            --iter_batches--> driver: per-source assembly, parts/<key>.parquet + done record
+            --map_batches(FrameLabeler, ActorPoolStrategy)--> frame rows (label files' text, frames' JPEGs)
+            --iter_batches--> driver: files written, per-source assembly, parts/<key>.parquet + done record
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import json
 import logging
 import shutil
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
@@ -23,7 +24,7 @@ from engine.config import config_to_dict
 from engine.evaluate.world_truth import load_truth, matches_real_object, share
 from engine.labels.config import LabelConfig
 from engine.labels.sources import LabelSource, list_sources
-from engine.labels.stages import FrameLabeler, plan_label_tasks
+from engine.labels.stages import FILE_COLUMNS, FrameLabeler, plan_label_tasks, write_frame_files
 from engine.mining.identity import file_sha256, package_version
 from engine.raycluster import own_errors_surface, ray_session
 from engine.storage import atomic_write_json, atomic_write_text, write_table
@@ -56,6 +57,12 @@ def _clear_outputs(out: Path, key: str) -> None:
     shutil.rmtree(out / "frames" / key, ignore_errors=True)
 
 
+def _write_failure(writes: list[Future]) -> str | None:
+    """Why a source's files could not be written, once every write of its frames has ended."""
+    failures = [f.exception() for f in writes if f.exception() is not None]
+    return f"writing its label files failed: {failures[0]}" if failures else None
+
+
 def label_sources(cfg: LabelConfig, sources: list[LabelSource], rh: str) -> dict:
     """Label `sources` on Ray; commit each one; return {key: "done" | error reason}."""
     import ray
@@ -75,10 +82,16 @@ def label_sources(cfg: LabelConfig, sources: list[LabelSource], rh: str) -> dict
                                                "jpeg_quality": cfg.output.jpeg_quality},
                         **cfg.pool.map_batches_kwargs())
     results, assembler, started, frames = {}, VideoAssembler(), time.perf_counter(), 0
-    with own_errors_surface():
+    writes: dict[str, list[Future]] = {}  # each source's file writes, finished before it is committed
+    with ThreadPoolExecutor(max_workers=2) as writer, own_errors_surface():  # file writes release the GIL
         for batch in ds.iter_batches(batch_size=None, batch_format="pandas"):
-            for key, rows, error in assembler.add(batch):
+            written = writer.submit(write_frame_files, batch)
+            for key in batch["video_key"].unique():
+                writes.setdefault(key, []).append(written)
+            for key, rows, error in assembler.add(batch.drop(columns=FILE_COLUMNS)):
                 source = by_key[key]
+                write_error = _write_failure(writes.pop(key, []))  # waits for them: none lands after a clear-out
+                error = error or write_error
                 if error is not None:
                     _clear_outputs(out, key)
                     record_failure(out, key, {"source": source.uri, "video_label": source.video_label, "reason": error,

@@ -1,7 +1,8 @@
 """The labelling stage: a Ray Data callable class that takes tasks (a chunk of a video, or a
-group of images), runs the detector, applies the label rules and writes YOLO label files (and
-the frame JPEGs of videos) under the output folder. Rows leave without pixels: one per frame,
-then one `chunk_end` (or `error`) per task, as in mining, so the same assembler collects them.
+group of images), runs the detector and applies the label rules. Rows leave without pixels: one
+per frame, with its YOLO label file's text (and a video frame's JPEG bytes) for the driver to
+write under the output folder, as the actor may run on a node without it; then one `chunk_end`
+(or `error`) per task, as in mining, so the same assembler collects them.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import pandas as pd
 
 from engine.labels.rules import KEPT, LabelRules, decide_boxes, frame_outcome
 from engine.models.detector import DetectorSpec
-from engine.storage import atomic_path, atomic_write_text, local_copy
+from engine.storage import atomic_write_bytes, atomic_write_text, local_copy
 from engine.video.chunks import DecodeConfig, decode_task, plan_chunks, task_ids
 from engine.yolo_format import format_yolo_labels
 
@@ -40,19 +41,31 @@ ROW_COLUMNS = {
     "loss_weight": np.float64,
     "n_rows": np.int64,
     "error": str,
+    "label_text": str,  # the YOLO label file's text, written by the driver at label_path
+    "jpeg": object,  # a video frame's JPEG bytes, written by the driver at image_path (b"" for an existing image)
 }
+FILE_COLUMNS = ["label_text", "jpeg"]
 TASK_COLUMNS = ["uri", "video_key", "video_label", "source_kind", "items_json", "fps", "first_frame", "last_frame",
                 "native_width", "native_height", "error", "chunk_index", "n_chunks"]
 
 
 def empty_row(**values) -> dict:
-    row = {name: (kind() if kind in (str, bool) else kind(0)) for name, kind in ROW_COLUMNS.items()}
+    row = {name: (b"" if kind is object else kind() if kind in (str, bool) else kind(0)) for name, kind in ROW_COLUMNS.items()}
     row.update(values)
     return row
 
 
 def to_frame(rows: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(ROW_COLUMNS)).astype(ROW_COLUMNS)
+
+
+def write_frame_files(rows: pd.DataFrame) -> None:
+    """On the driver: write each labelled frame's label file (and a video frame's JPEG) that an
+    actor returned in `rows`."""
+    for row in rows[(rows["row_kind"] == "frame") & (rows["error"] == "")].itertuples(index=False):
+        if len(row.jpeg):
+            atomic_write_bytes(Path(row.image_path), row.jpeg)
+        atomic_write_text(Path(row.label_path), row.label_text)
 
 
 def plan_label_tasks(source: dict, decode: dict, images_per_task: int) -> list[dict]:
@@ -69,7 +82,12 @@ def plan_label_tasks(source: dict, decode: dict, images_per_task: int) -> list[d
 
 
 def read_image(uri: str) -> np.ndarray:
-    """An RGB image from a local path or an object-store URI; OSError naming the problem."""
+    """An RGB image from a local path or an object-store URI; OSError naming the problem. An
+    image the driver mirrored from the store is read from the store on a node without it."""
+    from engine.staging import store_uri
+
+    if not Path(uri).exists() and (stored := store_uri(uri)):
+        uri = stored
     with local_copy(uri) as path:
         if not Path(path).is_file():
             raise OSError("file not found")
@@ -101,9 +119,9 @@ class FrameLabeler:
         self.detector = build_detector(self.spec.source)
 
     def label_images(self, metas: list[dict], images: list[np.ndarray], video_label: str) -> list[dict]:
-        """Detect, decide and write label files for a batch of frames; one row per frame.
+        """Detect and decide for a batch of frames; one row per frame, with its label file's text.
         `metas[i]`: video_key, chunk_index, n_chunks, frame, name, and image_path when the
-        image already exists on disk (else the frame is written as a JPEG)."""
+        image already exists on disk (else the row carries the frame as a JPEG)."""
         from engine.models.detector import detect
 
         rows = []
@@ -113,21 +131,20 @@ class FrameLabeler:
             kept = reasons == KEPT
             use, kind, weight = frame_outcome(video_label, int(kept.sum()), self.rules)
             key = meta["video_key"]
-            image_path = meta.get("image_path") or str(self.out / "frames" / key / f"{meta['name']}.jpg")
+            image_path, jpeg = meta.get("image_path") or str(self.out / "frames" / key / f"{meta['name']}.jpg"), b""
             if not meta.get("image_path"):
                 ok, data = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR),
                                         [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
                 if not ok:
                     raise RuntimeError(f"JPEG encoding failed for {key} frame {meta['frame']}")
-                with atomic_path(Path(image_path)) as tmp:
-                    tmp.write_bytes(data.tobytes())
+                jpeg = data.tobytes()
             label_path = self.out / "labels" / key / f"{meta['name']}.txt"
-            atomic_write_text(label_path, format_yolo_labels(dets.cls[kept], dets.xyxy[kept], w, h))
             boxes = [[self.detector.names[int(c)], int(c), round(float(s), 4), *(round(float(v), 1) for v in b), r]
                      for c, s, b, r in zip(dets.cls, dets.conf, dets.xyxy, reasons)]
             rows.append(empty_row(
                 row_kind="frame", **{k: meta[k] for k in ("video_key", "chunk_index", "n_chunks", "frame", "name")},
                 image_path=image_path, label_path=str(label_path), width=w, height=h, video_label=video_label,
+                label_text=format_yolo_labels(dets.cls[kept], dets.xyxy[kept], w, h), jpeg=jpeg,
                 boxes_json=json.dumps(boxes), n_boxes=len(boxes), n_kept=int(kept.sum()), use=use, sample_kind=kind,
                 loss_weight=weight))
         return rows
