@@ -46,10 +46,11 @@ def init_ray(cfg: RayConfig, dashboard: bool = False) -> bool:
 
     if ray.is_initialized():
         return False
+    switches = enable_offline()  # set in this process too: a local Ray's workers inherit them
     if cfg.address or os.environ.get("RAY_ADDRESS"):
-        # the driver's mirror of the object store, so that a worker on another node brings an
-        # input to the same path (engine/staging.py)
-        env = {"env_vars": {**enable_offline(), MIRROR_ENV: str(mirror_root().resolve())}}
+        # and the driver's mirror of the object store, so that a worker on another node brings
+        # an input to the same path (engine/staging.py)
+        env = {"env_vars": {**switches, MIRROR_ENV: str(mirror_root().resolve())}}
         ray.init(address=cfg.address, runtime_env=env, log_to_driver=True)
     else:  # "local" ignores a stale ray_current_cluster file left by `ray stop`
         for key, value in LOCAL_TRAIN_ENV.items():  # before ray.init: its workers inherit them
