@@ -17,7 +17,7 @@ import pandas as pd
 
 from engine.labels.rules import KEPT, LabelRules, decide_boxes, frame_outcome
 from engine.models.detector import DetectorSpec
-from engine.storage import atomic_write_bytes, atomic_write_text, local_copy
+from engine.storage import atomic_write_bytes, atomic_write_text, is_remote, local_copy
 from engine.video.chunks import DecodeConfig, decode_task, plan_chunks, task_ids
 from engine.yolo_format import format_yolo_labels
 
@@ -86,7 +86,7 @@ def read_image(uri: str) -> np.ndarray:
     image the driver mirrored from the store is read from the store on a node without it."""
     from engine.staging import store_uri
 
-    if not Path(uri).exists() and (stored := store_uri(uri)):
+    if not is_remote(uri) and not Path(uri).exists() and (stored := store_uri(uri)):
         uri = stored
     with local_copy(uri) as path:
         if not Path(path).is_file():
