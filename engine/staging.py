@@ -185,14 +185,14 @@ def mirror_objects(paths: list[str]) -> list[str]:
         return list(pool.map(local, paths))
 
 
-def pull_on_this_node(inputs: dict[str, Any], root: Path | str | None = None) -> None:
+def pull_on_this_node(inputs: dict[str, Any]) -> None:
     """On a Ray worker, before it reads its inputs: bring each of `inputs` (config key -> path)
-    that the driver mirrored from the store (a path under `root`, the driver's mirror root; by
-    default this process's, which a cluster's workers get from the driver) to the same path on
-    this node. A node other than the driver's holds none of them; on the
-    driver's node the mirror is current and only listed. Paths outside `root` are left alone.
-    Workers on one node take turns (a lock file in the mirror), so each object comes once."""
-    root = Path(root or mirror_root())
+    that the driver mirrored from the store (a path under the mirror root, which a cluster's
+    workers get from the driver) to the same path on this node. A node other than the driver's
+    holds none of them; on the driver's node the mirror is current and only listed. Paths
+    outside the mirror are left alone. Workers on one node take turns (a lock file in the
+    mirror), so each object comes once."""
+    root = mirror_root()
     transfers = [Transfer(key, uri, False, local=Path(path)) for key, path in inputs.items()
                  if path is not None and (uri := store_uri(path, root))]
     if not transfers:

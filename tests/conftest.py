@@ -84,6 +84,15 @@ def pytest_terminal_summary(terminalreporter):
             write(f"  {kind:<11} {len(cases):>3} tried, {cases.count('passed'):>3} passed")
 
 
+def free_port() -> int:
+    """A loopback port free now (a Ray head binds it a moment later)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def descendants(pid: int) -> list:
     """The processes a process started, its local Ray's among them (and no other Ray's: under
     xdist another worker's Ray runs beside it)."""

@@ -2,14 +2,13 @@
 base models uploaded to a bucket, then mine -> label -> build -> train -> scan -> evaluate with
 `s3://` inputs and outputs, each compared with the same job on local disk. Credentials come
 from the environment and appear in no output, resolved config, mirror file or MLflow store.
-Training also runs on a two-node cluster whose second node has a disk of its own."""
+Train, mine, label and scan also run on a two-node cluster whose second node has a disk of its own."""
 
 from __future__ import annotations
 
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -18,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 import psutil
 import pytest
-from conftest import descendants, kill_all
+from conftest import descendants, free_port, kill_all
 
 from jobs import build, evaluate, label, mine, scan, train
 from jobs.cli import run_job
@@ -220,20 +219,14 @@ def test_credentials_in_a_uri_are_refused_before_they_are_written(store, capfd):
     assert not (store["mirror"] / "s3" / BUCKET / "x").exists()
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def two_nodes(store, tmp_path_factory):
     """A two-node Ray cluster on this machine, each node with a disk of its own where the mirror
-    lives: a head with no CPUs (so every Ray Train worker runs on the other node), and a second
+    lives: a head with no CPUs (so every worker and actor runs on the other node), and a second
     node started in a private mount namespace with a tmpfs mounted over the mirror folder, so
     its workers see an empty mirror where the driver sees its own. Yields the driver's env."""
     temp_dir = tempfile.mkdtemp(prefix="/tmp/qn")  # Ray's socket paths must stay short
-    port, dashboard = (_free_port() for _ in range(2))
+    port, dashboard = free_port(), free_port()
     env = {**os.environ, "HOME": str(tmp_path_factory.mktemp("home")), "RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0",
            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     for key in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):

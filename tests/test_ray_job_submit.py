@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -16,17 +15,11 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import descendants, kill_all
+from conftest import descendants, free_port, kill_all
 
 REPO = Path(__file__).resolve().parents[1]
 RAY = str(Path(sys.executable).parent / "ray")
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _folder_bytes(path: Path) -> int:
@@ -39,7 +32,7 @@ def head(tmp_path_factory):
     ~/.ray/auth_token, here a private HOME), the venv first on its PATH so that a job's `python`
     is the venv's. Yields the client's environment, the dashboard URL and Ray's temp dir."""
     temp_dir = tempfile.mkdtemp(prefix="/tmp/qr")  # Ray's socket paths must stay short
-    port, dash = _free_port(), _free_port()
+    port, dash = free_port(), free_port()
     home = tmp_path_factory.mktemp("home")
     env = {**os.environ, "HOME": str(home), "RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0",
            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}

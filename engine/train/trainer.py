@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 from engine.raycluster import own_errors_surface
-from engine.staging import mirror_root, pull_on_this_node, store_uri
+from engine.staging import pull_on_this_node, store_uri
 from engine.train.config import ScalingSection
 
 log = logging.getLogger("quarry.train")
@@ -41,7 +41,7 @@ def run_torch_trainer(loop: Callable, loop_config: dict, scaling: ScalingSection
     resources = {"CPU": scaling.cpus_per_worker, **({"GPU": scaling.gpus_per_worker} if scaling.use_gpu else {})}
     storage = Path(out_dir).resolve() / "ray"
     trainer = TorchTrainer(
-        _after_pulling(loop, {k: str(v) for k, v in inputs.items() if v is not None}, str(mirror_root().resolve())),
+        _after_pulling(loop, inputs),
         train_loop_config=loop_config,
         scaling_config=ScalingConfig(num_workers=scaling.num_workers, use_gpu=scaling.use_gpu,
                                      resources_per_worker=resources),
@@ -65,10 +65,11 @@ def run_torch_trainer(loop: Callable, loop_config: dict, scaling: ScalingSection
             "checkpoint": store_uri(storage / run_name / Path(result.checkpoint.path).name) or str(result.checkpoint.path)}
 
 
-def _after_pulling(loop: Callable, inputs: dict[str, str], root: str) -> Callable:
-    """`loop`, run on a worker once the inputs the driver mirrored from the store are on its node."""
+def _after_pulling(loop: Callable, inputs: dict[str, Path | str | None]) -> Callable:
+    """`loop`, run on a worker once the inputs the driver mirrored from the store are on its node
+    (the worker's mirror root is the driver's: inherited by a local Ray, in a cluster job's runtime env)."""
     def loop_on_any_node(config: dict) -> None:
-        pull_on_this_node(inputs, root)
+        pull_on_this_node(inputs)
         loop(config)
 
     return loop_on_any_node
