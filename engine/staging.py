@@ -147,6 +147,7 @@ class Staging:
     def __enter__(self) -> "Staging":
         for t in self.transfers:
             _pull(t)
+        _open_outputs[:] = [t for t in self.transfers if t.output]
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -161,6 +162,55 @@ class Staging:
                     if exc_type is None:
                         raise
                     log.error("%s", push_error)
+        _open_outputs.clear()
+
+
+_open_outputs: list[Transfer] = []  # the output folders of the job this process runs (between pull and push)
+
+
+def _output_part(folder: Path) -> tuple[Transfer, Transfer] | None:
+    """The open output that holds `folder`, and a transfer of just that part of it."""
+    for t in _open_outputs:
+        try:
+            rel = Path(folder).resolve().relative_to(t.local.resolve()).as_posix()
+        except ValueError:
+            continue
+        return t, Transfer(t.key, t.uri if rel == "." else f"{t.uri}/{rel}", True, local=t.local / rel)
+    return None
+
+
+def _count_as_pulled(t: Transfer, part: Transfer) -> None:
+    rel = part.local.relative_to(t.local).as_posix()
+    prefix = "" if rel == "." else rel + "/"
+    t.pulled = {rel: v for rel, v in t.pulled.items() if not rel.startswith(prefix)}
+    t.pulled.update({prefix + rel: v for rel, v in part.pulled.items()})
+
+
+def refresh_from_store(folder: Path) -> None:
+    """After Ray wrote under `folder` straight to the store (Tune's experiment, Train's
+    checkpoints, from any node): bring that part of the output mirror up to date, counted as
+    pulled, so the job's end neither uploads it again nor deletes it. A local folder: nothing."""
+    found = _output_part(folder)
+    if found:
+        t, part = found
+        _pull(part)
+        _count_as_pulled(t, part)
+
+
+def empty_folder(folder: Path) -> None:
+    """Remove `folder`'s contents: on the local disk, and in the store when it is part of an
+    output mirror (before Ray writes there afresh)."""
+    found = _output_part(folder)
+    if found:
+        t, part = found
+        fs, root, _ = _open(part)
+        try:
+            fs.delete_dir_contents(root, missing_dir_ok=True)
+        except Exception as exc:
+            raise ConfigError(f"{t.key} = {t.uri!r}: cannot delete {part.uri} ({_first_line(exc)})") from None
+        part.pulled = {}
+        _count_as_pulled(t, part)
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def mirror_objects(paths: list[str]) -> list[str]:
@@ -185,15 +235,17 @@ def mirror_objects(paths: list[str]) -> list[str]:
         return list(pool.map(local, paths))
 
 
-def pull_on_this_node(inputs: dict[str, Any]) -> None:
+def pull_on_this_node(inputs: dict[str, Any], outputs: dict[str, Any] | None = None) -> None:
     """On a Ray worker, before it reads its inputs: bring each of `inputs` (config key -> path)
     that the driver mirrored from the store (a path under the mirror root, which a cluster's
     workers get from the driver) to the same path on this node. A node other than the driver's
-    holds none of them; on the driver's node the mirror is current and only listed. Paths
-    outside the mirror are left alone. Workers on one node take turns (a lock file in the
+    holds none of them; on the driver's node the mirror is current and only listed. `outputs`
+    are folders the worker continues (a Tune trial's checkpoints), which may not exist yet.
+    Paths outside the mirror are left alone. Workers on one node take turns (a lock file in the
     mirror), so each object comes once."""
     root = mirror_root()
-    transfers = [Transfer(key, uri, False, local=Path(path)) for key, path in inputs.items()
+    transfers = [Transfer(key, uri, output, local=Path(path))
+                 for paths, output in ((inputs, False), (outputs or {}, True)) for key, path in paths.items()
                  if path is not None and (uri := store_uri(path, root))]
     if not transfers:
         return

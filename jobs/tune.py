@@ -5,6 +5,7 @@ An interrupted search resumes.
 
     quarry tune --config configs/tune.yaml num_samples=8
     quarry tune search=optuna 'space=[{key: detect.fp_penalty, kind: loguniform, low: 0.5, high: 8}]'
+    quarry tune train.data=s3://bucket/dataset train.detect.model=s3://bucket/base.pt out_dir=s3://bucket/tune
 """
 
 from __future__ import annotations
@@ -17,6 +18,11 @@ from engine.tune.run import run_tuning
 
 CONFIG = TuneConfig
 SUMMARY = "search fine-tuning knobs on Ray Tune (ASHA, Optuna); register the best as challenger"
+
+
+def remote_keys(data: dict) -> tuple[list[str], list[str]]:
+    """Object-store keys (engine/staging.py): the dataset, the starting weights, the output folder."""
+    return ["train.data", "train.detect.model"], ["out_dir"]
 
 
 def run(config: TuneConfig) -> dict:

@@ -2,7 +2,7 @@
 base models uploaded to a bucket, then mine -> label -> build -> train -> scan -> evaluate with
 `s3://` inputs and outputs, each compared with the same job on local disk. Credentials come
 from the environment and appear in no output, resolved config, mirror file or MLflow store.
-Train, mine, label and scan also run on a two-node cluster whose second node has a disk of its own."""
+Train, tune, mine, label and scan also run on a two-node cluster whose second node has a disk of its own."""
 
 from __future__ import annotations
 
@@ -260,21 +260,28 @@ def _on_the_cluster(env: dict, job: str, *args: str) -> str:
     return proc.stdout + proc.stderr
 
 
-def test_train_workers_on_another_node_read_the_store_and_checkpoint_to_it(store, two_nodes):
+@pytest.fixture(scope="module")
+def cluster_dataset(store) -> str:
+    """The tiny demo's built detection set in the store."""
+    work = store["work"]
+    for path in (p for p in (work / "dataset").rglob("*") if p.is_file()):  # its images are links: sent as files
+        store["s3"].upload_file(str(path), BUCKET, f"cluster/dataset/{path.relative_to(work / 'dataset').as_posix()}")
+    return f"s3://{BUCKET}/cluster/dataset"
+
+
+def test_train_workers_on_another_node_read_the_store_and_checkpoint_to_it(store, two_nodes, cluster_dataset):
     """`quarry train` with s3:// inputs on a cluster whose workers run on a node without the
     driver's mirror: each worker brings the dataset and the model from the store to its own
     node, its checkpoints go to the store, and the run learns what the same run on the same
     cluster learns from the dataset on a disk both nodes share."""
-    work, s3 = store["work"], store["s3"]
-    for path in (p for p in (work / "dataset").rglob("*") if p.is_file()):  # its images are links: sent as files
-        s3.upload_file(str(path), BUCKET, f"cluster/dataset/{path.relative_to(work / 'dataset').as_posix()}")
+    work = store["work"]
     common = ["detect.epochs=1", "detect.samples_per_epoch=32", "detect.batch=8", "scaling.num_workers=2",
               "registry.register_model=false", "tracking.enabled=false"]
 
     def train_on_the_cluster(*args: str) -> str:
         return _on_the_cluster(two_nodes, "train", *args, *common)
 
-    printed = train_on_the_cluster(f"data=s3://{BUCKET}/cluster/dataset", f"detect.model=s3://{BUCKET}/base/base.pt",
+    printed = train_on_the_cluster(f"data={cluster_dataset}", f"detect.model=s3://{BUCKET}/base/base.pt",
                                    f"out_dir=s3://{BUCKET}/cluster/train")
     assert f"data: {sum(1 for p in (work / 'dataset').rglob('*') if p.is_file())} files from s3://{BUCKET}/cluster/dataset" \
         in printed  # a worker's pull, on the node that had none of it
@@ -289,6 +296,35 @@ def test_train_workers_on_another_node_read_the_store_and_checkpoint_to_it(store
                                                    local / "history.json")]
     for key in ("train_loss", "val_map50", "val_fp_rate", "val_recall"):
         assert history[0][-1][key] == pytest.approx(history[1][-1][key], abs=1e-6), key
+
+
+@pytest.mark.reliability("resume")
+def test_tune_trials_on_another_node_read_the_store_and_a_new_machine_resumes_the_search(store, two_nodes, cluster_dataset,
+                                                                                         tmp_path):
+    """`quarry tune` with s3:// inputs and output on the two-node cluster: its trials, on the node
+    without the driver's mirror, bring the dataset and the model to it and write their Ray Train
+    checkpoints to the store, as Tune writes its experiment; the best model is registered. The
+    same command from a driver whose mirror is empty (another machine) restores the finished
+    search from the store and registers nothing new."""
+    mirror = store["mirror"] / "s3" / BUCKET / "cluster" / "tune"
+    command = [f"train.data={cluster_dataset}", f"train.detect.model=s3://{BUCKET}/base/base.pt",
+               f"out_dir=s3://{BUCKET}/cluster/tune", "num_samples=2", "scheduler=fifo", "train.detect.epochs=1",
+               "train.detect.samples_per_epoch=32", "train.detect.batch=8", "train.scaling.num_workers=1",
+               f"tracking.tracking_uri=sqlite:///{tmp_path}/mlflow.db"]
+    printed = _on_the_cluster(two_nodes, "tune", *command)
+    assert "registered quarry-detector version 1 as @challenger" in printed, printed[-3000:]
+    rows = [line for line in printed.splitlines() if line.startswith("| ") and not line.startswith("| trial")]
+    assert len(rows) == 2 and all(row.split("|")[2].strip() == "1" for row in rows), rows  # each trial: 1 epoch
+    listed = _listed(store, "cluster/tune/")
+    assert {"best.pt", "summary.json", "search.json"} <= listed
+    assert any(k.startswith("ray/search/") and k.endswith("tuner.pkl") for k in listed)
+    for trial in {row.split("|")[1].strip() for row in rows}:
+        assert any(k.startswith(f"trials/{trial}/ray/{trial}/checkpoint_") and k.endswith("/state.pt") for k in listed), trial
+
+    shutil.rmtree(mirror)
+    printed = _on_the_cluster(two_nodes, "tune", *command)
+    assert "(resumed)" in printed and "registered quarry-detector version 1 as @challenger" in printed, printed[-3000:]
+    assert "Attempting to start training worker group" not in printed  # nothing trained again
 
 
 def test_actors_on_another_node_load_their_models_from_the_store(store, two_nodes):

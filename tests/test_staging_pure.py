@@ -60,3 +60,22 @@ def test_print_config_shows_the_uris_as_given(tmp_path, monkeypatch, capsys):
     printed = json.loads(capsys.readouterr().out)
     assert printed["data"] == "s3://b/dataset" and printed["out_dir"] == "s3://b/train"
     assert not (tmp_path / "s3").exists(), "printing the config touches neither the store nor the mirror"
+
+
+def test_the_latest_checkpoint_of_a_pulled_mirror_goes_by_its_files_times(tmp_path):
+    """A pull creates the folders in any order (a folder's time is when its last file landed);
+    the files keep the store's times, and Ray's time-stamped names break a tie."""
+    import os
+
+    from engine.train.trainer import latest_checkpoint
+
+    older, newer = (tmp_path / "ray" / "run" / f"checkpoint_2026-12-05_10-00-0{i}.000000" for i in (1, 2))
+    for folder, stamp in ((newer, 2_000), (older, 1_000)):  # the newer one pulled first
+        folder.mkdir(parents=True)
+        (folder / "state.pt").write_bytes(b"x")
+        os.utime(folder / "state.pt", (stamp, stamp))
+    os.utime(newer, (5_000, 5_000))  # its folder's time now older than the other's
+    assert latest_checkpoint(tmp_path) == newer
+    os.utime(older / "state.pt", (2_000, 2_000))  # the same second in the store
+    assert latest_checkpoint(tmp_path) == newer
+    assert latest_checkpoint(tmp_path / "nothing") is None

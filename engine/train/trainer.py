@@ -24,9 +24,13 @@ log = logging.getLogger("quarry.train")
 
 
 def latest_checkpoint(out_dir: Path) -> Path | None:
-    """The newest checkpoint folder under `<out_dir>/ray` (for `resume_from=latest`)."""
-    found = sorted((p for p in (Path(out_dir) / "ray").glob("*/checkpoint_*") if p.is_dir()), key=lambda p: p.stat().st_mtime)
-    return found[-1] if found else None
+    """The newest checkpoint folder under `<out_dir>/ray` (for `resume_from=latest`), by the times
+    of its files: a mirror pulled from the store keeps those, while a folder's own time there is
+    when the pull filled it. Ray names a run's checkpoints by time, which breaks a tie."""
+    def written(folder: Path) -> tuple[int, str]:
+        return max((f.stat().st_mtime_ns for f in folder.iterdir() if f.is_file()), default=0), folder.name
+
+    return max((p for p in (Path(out_dir) / "ray").glob("*/checkpoint_*") if p.is_dir()), key=written, default=None)
 
 
 def run_torch_trainer(loop: Callable, loop_config: dict, scaling: ScalingSection, max_failures: int, out_dir: Path,
@@ -41,7 +45,7 @@ def run_torch_trainer(loop: Callable, loop_config: dict, scaling: ScalingSection
     resources = {"CPU": scaling.cpus_per_worker, **({"GPU": scaling.gpus_per_worker} if scaling.use_gpu else {})}
     storage = Path(out_dir).resolve() / "ray"
     trainer = TorchTrainer(
-        _after_pulling(loop, inputs),
+        after_pulling(loop, inputs),
         train_loop_config=loop_config,
         scaling_config=ScalingConfig(num_workers=scaling.num_workers, use_gpu=scaling.use_gpu,
                                      resources_per_worker=resources),
@@ -65,7 +69,7 @@ def run_torch_trainer(loop: Callable, loop_config: dict, scaling: ScalingSection
             "checkpoint": store_uri(storage / run_name / Path(result.checkpoint.path).name) or str(result.checkpoint.path)}
 
 
-def _after_pulling(loop: Callable, inputs: dict[str, Path | str | None]) -> Callable:
+def after_pulling(loop: Callable, inputs: dict[str, Path | str | None]) -> Callable:
     """`loop`, run on a worker once the inputs the driver mirrored from the store are on its node
     (the worker's mirror root is the driver's: inherited by a local Ray, in a cluster job's runtime env)."""
     def loop_on_any_node(config: dict) -> None:

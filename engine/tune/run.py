@@ -16,6 +16,7 @@ from pathlib import Path
 from engine.config import ConfigError, config_hash
 from engine.errors import Interrupted
 from engine.raycluster import own_errors_surface, ray_session
+from engine.staging import empty_folder, refresh_from_store, store_uri
 from engine.storage import atomic_write_json
 from engine.tracking import REGISTRY_STORE_DIR, mlflow_run, resolve_tracking_uri
 from engine.train.run import check_inputs, dataset_hash, with_absolute_paths
@@ -35,7 +36,7 @@ def _space(cfg: TuneConfig) -> dict:
     return {p.key: make[p.kind](p) for p in cfg.space}
 
 
-def _tuner(cfg: TuneConfig, trainable, storage: Path):
+def _tuner(cfg: TuneConfig, trainable, storage: str):
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
@@ -57,7 +58,7 @@ def _tuner(cfg: TuneConfig, trainable, storage: Path):
         tune_config=tune.TuneConfig(metric="objective", mode=obj.mode, num_samples=cfg.num_samples, scheduler=scheduler,
                                     search_alg=search, max_concurrent_trials=cfg.max_concurrent_trials),
         # a trial whose actor dies is started again; it continues from its own last Train checkpoint
-        run_config=tune.RunConfig(name=EXPERIMENT, storage_path=str(storage), verbose=1,
+        run_config=tune.RunConfig(name=EXPERIMENT, storage_path=storage, verbose=1,
                                   failure_config=tune.FailureConfig(max_failures=cfg.train.max_failures)),
     )
 
@@ -84,10 +85,12 @@ def run_tuning(cfg: TuneConfig) -> dict:
     check_inputs(cfg.train)
     out = Path(cfg.out_dir).resolve()
     storage = out / "ray"
+    # an out_dir in the store: Tune and the trials' Ray Train runs write there straight from any node
+    tune_storage = store_uri(storage) or str(storage)
+    experiment = f"{tune_storage}/{EXPERIMENT}"
     uri = resolve_tracking_uri(cfg.tracking.tracking_uri, REGISTRY_STORE_DIR) if cfg.tracking.enabled else None
     started = time.perf_counter()
-    path = storage / EXPERIMENT
-    resumed = cfg.resume and tune.Tuner.can_restore(str(path))
+    resumed = cfg.resume and tune.Tuner.can_restore(experiment)
     state = stored_search(out) if resumed else {}
     digest = search_hash(cfg)
     if resumed and state.get("config_hash") not in (None, digest):
@@ -104,14 +107,18 @@ def run_tuning(cfg: TuneConfig) -> dict:
         tune.with_parameters(tune_trial, base=with_absolute_paths(cfg.train).model_dump(mode="json"), out_dir=str(out), mlflow_cfg=mlflow_cfg,
                              max_failures=cfg.train.max_failures),
         {"cpu": cfg.trial_cpus})
-    with ray_session(cfg.ray, dashboard=True), own_errors_surface():
-        if resumed:
-            log.info("resuming the search in %s", path)
-            tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_unfinished=True, resume_errored=True)
-        else:
-            shutil.rmtree(path, ignore_errors=True)
-            tuner = _tuner(cfg, trainable, storage)
-        grid = tuner.fit()
+    try:
+        with ray_session(cfg.ray, dashboard=True), own_errors_surface():
+            if resumed:
+                log.info("resuming the search in %s", experiment)
+                tuner = tune.Tuner.restore(experiment, trainable=trainable, resume_unfinished=True, resume_errored=True)
+            else:
+                empty_folder(storage / EXPERIMENT)
+                tuner = _tuner(cfg, trainable, tune_storage)
+            grid = tuner.fit()
+    finally:  # the trials' checkpoints, read below, and what a rerun resumes from
+        for folder in (storage, out / "trials"):
+            refresh_from_store(folder)
     if uri:
         close_child_runs(uri, parent_id)
     obj = cfg.train.objective

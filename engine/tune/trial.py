@@ -26,9 +26,10 @@ def tune_trial(values: dict, base: dict, out_dir: str, mlflow_cfg: dict | None, 
     from ray.tune.integration.ray_train import TuneReportCallback
 
     from engine.offline import enable_offline
+    from engine.staging import pull_on_this_node, store_uri
     from engine.train.config import TrainConfig
     from engine.train.detect_loop import detect_train_loop
-    from engine.train.trainer import latest_checkpoint
+    from engine.train.trainer import after_pulling, latest_checkpoint
 
     enable_offline()
     context = ray.tune.get_context()
@@ -37,6 +38,8 @@ def tune_trial(values: dict, base: dict, out_dir: str, mlflow_cfg: dict | None, 
     cfg.out_dir = Path(out_dir) / "trials" / trial
     child = _child_run(mlflow_cfg, trial, values) if mlflow_cfg else None
     # a restored search restarts its unfinished trials: each continues from its own last checkpoint
+    # (with out_dir in the store, brought to this node first)
+    pull_on_this_node({}, {"trial": cfg.out_dir})
     found = latest_checkpoint(cfg.out_dir)
     resume_from = str(found) if found else None
     history = json.loads((found / "history.json").read_text()) if found else []
@@ -45,12 +48,13 @@ def tune_trial(values: dict, base: dict, out_dir: str, mlflow_cfg: dict | None, 
         return
     s = cfg.scaling
     resources = {"CPU": s.cpus_per_worker, **({"GPU": s.gpus_per_worker} if s.use_gpu else {})}
+    storage = (cfg.out_dir / "ray").resolve()
     trainer = TorchTrainer(
-        detect_train_loop,
+        after_pulling(detect_train_loop, {"data": cfg.data, "detect.model": cfg.detect.model, "resume_from": resume_from}),
         train_loop_config={"train": cfg.model_dump(mode="json"), "resume_from": resume_from, "variant": None,
                            "mlflow": {"tracking_uri": mlflow_cfg["tracking_uri"], "run_id": child} if child else None},
         scaling_config=ScalingConfig(num_workers=s.num_workers, use_gpu=s.use_gpu, resources_per_worker=resources),
-        run_config=RunConfig(name=trial, storage_path=str((cfg.out_dir / "ray").resolve()),
+        run_config=RunConfig(name=trial, storage_path=store_uri(storage) or str(storage),
                              failure_config=FailureConfig(max_failures=max_failures),
                              checkpoint_config=CheckpointConfig(num_to_keep=2), callbacks=[TuneReportCallback()]),
     )
