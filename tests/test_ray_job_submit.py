@@ -55,15 +55,17 @@ def head(tmp_path_factory):
 
 def submit(head, *entrypoint: str) -> str:
     """`ray job submit --working-dir . -- <entrypoint>`; the job's output (it must succeed)."""
-    env, address, _ = head
-    for _ in range(30):  # a head just started (on a busy machine) may not have its job agent up yet
+    env, address, temp_dir = head
+    deadline = time.monotonic() + 300
+    while True:  # a head just started, or one on a busy machine, may not have its job agent answering yet
         proc = subprocess.run([RAY, "job", "submit", f"--address={address}", f"--working-dir={REPO}", "--", *entrypoint],
                               env=env, capture_output=True, text=True, timeout=420)
         output = proc.stdout + proc.stderr
-        if "No available agent to submit job, please try again later" not in output:
+        if "No available agent to submit job, please try again later" not in output or time.monotonic() > deadline:
             break
         time.sleep(2)
-    assert proc.returncode == 0 and "succeeded" in output.lower(), output[-4000:]
+    agent_logs = "".join(p.read_text(errors="replace")[-3000:] for p in temp_dir.glob("session_latest/logs/dashboard_agent*.log"))
+    assert proc.returncode == 0 and "succeeded" in output.lower(), output[-4000:] + "\nthe job agent's log:\n" + agent_logs
     return output
 
 
