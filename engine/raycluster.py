@@ -136,10 +136,19 @@ def own_errors_surface():
         while seen is not None and len(text) < 20:
             text.append(str(seen))
             seen = seen.__cause__ or seen.__context__
-        found = re.search(r"(ModelError|ConfigError): ([^\n\x1b]+)", "\n".join(text))
-        if found:
-            raise (ModelError if found.group(1) == "ModelError" else ConfigError)(found.group(2).strip()) from None
+        own = own_error("\n".join(text))
+        if own is not None:
+            raise own from None
         raise
+
+
+def own_error(text: str) -> ModelError | ConfigError | None:
+    """The first ModelError or ConfigError in the text of Ray's error (a worker's traceback
+    inside it), as that error with its one line; None when there is none."""
+    found = re.search(r"(ModelError|ConfigError): ([^\n\x1b]+)", text)
+    if found is None:
+        return None
+    return (ModelError if found.group(1) == "ModelError" else ConfigError)(found.group(2).strip())
 
 
 class ActorPoolConfig(Section):

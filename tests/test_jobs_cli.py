@@ -143,3 +143,17 @@ def test_a_workers_own_error_reaches_the_user_as_one_line(error):
     assert str(raised.value) == line and type(raised.value).__name__ == error
     with pytest.raises(RuntimeError, match="not ours"), own_errors_surface():
         raise RuntimeError("not ours")
+
+
+def test_a_tune_trials_own_error_is_found_in_rays_text():
+    """A failed trial's error as Tune keeps it (a Train worker group's, with the trial actor's
+    coloured name after it): the search reports the worker's one line."""
+    from engine.config import ConfigError
+    from engine.raycluster import own_error
+
+    line = "detect.base_data = '/mirror/s3/b/dataset/data.yaml': no such data.yaml"
+    text = ("Training failed due to worker errors:\n[Rank 0 Error Snippet]:\n    raise ConfigError(f\"...\")\n"
+            f"engine.config.ConfigError: {line}\x1b[36mray::ImplicitFunc.train()\x1b[39m (pid=8478, repr=tune_trial)")
+    found = own_error(text)
+    assert isinstance(found, ConfigError) and str(found) == line
+    assert own_error("ray.exceptions.RayActorError: the actor died unexpectedly") is None

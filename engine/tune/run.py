@@ -15,7 +15,7 @@ from pathlib import Path
 
 from engine.config import ConfigError, config_hash
 from engine.errors import Interrupted
-from engine.raycluster import own_errors_surface, ray_session
+from engine.raycluster import own_error, own_errors_surface, ray_session
 from engine.staging import empty_folder, refresh_from_store, store_uri
 from engine.storage import atomic_write_json
 from engine.tracking import REGISTRY_STORE_DIR, mlflow_run, resolve_tracking_uri
@@ -137,6 +137,9 @@ def run_tuning(cfg: TuneConfig) -> dict:
                           f"the same command resumes it from {out}")
     if not done:
         errors = [t["error"] for t in trials if t["error"]]
+        own = next((e for e in map(own_error, errors) if e is not None), None)
+        if own is not None:  # every trial failed on a missing input or an unloadable model: its one line
+            raise own
         raise RuntimeError(f"no trial reported an objective ({'errors: ' + '; '.join(errors) if errors else 'interrupted?'});"
                            f" the same command resumes the search in {out}")
     best_trial = (min if obj.mode == "min" else max)(done, key=lambda t: t["best_objective"])
