@@ -335,7 +335,8 @@ def _push_folder(t: Transfer) -> None:
     local = {p.relative_to(t.local).as_posix(): p for p in sorted(t.local.rglob("*"))
              if p.is_file() and not p.name.startswith(".")} if t.local.is_dir() else {}
     changed = [rel for rel, p in local.items() if t.pulled.get(rel) != _stat(p)]
-    gone = [rel for rel in t.pulled if rel not in local]
+    # hidden files (a write in progress, Ray's storage markers) are neither uploaded nor deleted
+    gone = [rel for rel in t.pulled if rel not in local and not rel.rsplit("/", 1)[-1].startswith(".")]
 
     def upload(rel: str) -> None:
         with open(local[rel], "rb") as src, fs.open_output_stream(f"{root}/{rel}") as dst:

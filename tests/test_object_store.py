@@ -313,6 +313,7 @@ def test_tune_trials_on_another_node_read_the_store_and_a_new_machine_resumes_th
                f"tracking.tracking_uri=sqlite:///{tmp_path}/mlflow.db"]
     printed = _on_the_cluster(two_nodes, "tune", *command)
     assert "registered quarry-detector version 1 as @challenger" in printed, printed[-3000:]
+    assert f"uploaded to s3://{BUCKET}/cluster/tune, 0 deleted" in printed  # Ray's own files stay in the store
     rows = [line for line in printed.splitlines() if line.startswith("| ") and not line.startswith("| trial")]
     assert len(rows) == 2 and all(row.split("|")[2].strip() == "1" for row in rows), rows  # each trial: 1 epoch
     listed = _listed(store, "cluster/tune/")
