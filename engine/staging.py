@@ -12,7 +12,8 @@ Because the mirror's place is a function of the URI alone, a path one job writes
 chain through the store as they do through a local folder, and a rerun resumes from what the
 store already holds. On a cluster the driver's node holds the mirror; a worker on another node
 (a Ray Train worker, a scoring or labelling actor) brings the inputs it reads into the same
-place on its own node first (`pull_on_this_node`); checkpoints go to the store itself, and the
+place on its own node first (`pull_on_this_node`); checkpoints and Tune's experiment go to the
+store itself (the driver brings them into its mirror afterwards: `refresh_from_store`), and the
 driver writes every other output. Mining reads its videos from the store itself, one per task.
 
 Credentials come from the store's usual environment variables or files (AWS_ACCESS_KEY_ID,
