@@ -114,6 +114,14 @@ def test_python_dash_m_names_the_job_in_errors():
 
 
 @pytest.mark.reliability("bad config")
+@pytest.mark.parametrize("job,key", [("train", "data"), ("tune", "train.data")])
+def test_a_missing_built_set_is_named_by_the_jobs_own_key(job, key, tmp_path, capsys):
+    assert cli.main([job, f"{key}={tmp_path / 'no-set'}", f"out_dir={tmp_path / 'out'}", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert f"quarry {job}: {key} = '{tmp_path / 'no-set'}': no built set (samples.parquet) there" in err, err
+
+
+@pytest.mark.reliability("bad config")
 @pytest.mark.parametrize("job,prefix", [("train", "scaling."), ("tune", "train.scaling.")])
 def test_ddp_workers_sharing_a_gpu_are_refused(job, prefix, capsys):
     """Seen on an H100: two DDP workers at 0.5 GPU each fail at NCCL's first barrier ("Duplicate GPU

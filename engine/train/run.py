@@ -33,20 +33,22 @@ def _resume_dir(cfg: TrainConfig) -> str | None:
     return str(Path(found).resolve())
 
 
-def check_inputs(cfg: TrainConfig) -> None:
-    """Fail before any work: the built set (its task, both splits), then the detector."""
+def check_inputs(cfg: TrainConfig, keys: str = "") -> None:
+    """Fail before any work: the built set (its task, both splits), then the detector. `keys`:
+    where the training config sits in the job's (tune's `train.`), for the keys errors name."""
+    data = f"{keys}data = {str(cfg.data)!r}"
     if not (Path(cfg.data) / "samples.parquet").is_file():
-        raise ConfigError(f"data = {str(cfg.data)!r}: no built set (samples.parquet) there; run `quarry build` first")
+        raise ConfigError(f"{data}: no built set (samples.parquet) there; run `quarry build` first")
     import pandas as pd
 
     samples = pd.read_parquet(Path(cfg.data) / "samples.parquet")
     for split in ("train", "val"):
         if not (samples["split"] == split).any():
-            raise ConfigError(f"data = {str(cfg.data)!r}: the {split} split is empty")
+            raise ConfigError(f"{data}: the {split} split is empty")
     if cfg.task == "detect" and "label_path" not in samples:
-        raise ConfigError(f"data = {str(cfg.data)!r}: a segmentation set; use task=segment")
+        raise ConfigError(f"{data}: a segmentation set; use {keys}task=segment")
     if cfg.task == "segment" and "mask_path" not in samples:
-        raise ConfigError(f"data = {str(cfg.data)!r}: a detection set; use task=detect")
+        raise ConfigError(f"{data}: a detection set; use {keys}task=detect")
     if cfg.task == "detect":
         from engine.models.detector import check_detector_source
 

@@ -82,7 +82,7 @@ def stored_search_hash(out_dir: Path) -> str | None:
 def run_tuning(cfg: TuneConfig) -> dict:
     from ray import tune
 
-    check_inputs(cfg.train)
+    check_inputs(cfg.train, "train.")
     out = Path(cfg.out_dir).resolve()
     storage = out / "ray"
     # an out_dir in the store: Tune and the trials' Ray Train runs write there straight from any node
