@@ -70,6 +70,13 @@ def store_uri(path: Path | str, root: Path | str | None = None) -> str | None:
     return f"{parts[0]}://{'/'.join(parts[1:])}" if len(parts) >= 2 else None
 
 
+def ray_storage_path(folder: Path) -> str:
+    """Where Ray Train or Tune writes under `folder`: its store URI when it is a mirror of the
+    store (so workers on any node write there), else the local path."""
+    folder = Path(folder).resolve()
+    return store_uri(folder) or str(folder)
+
+
 def redact(uri: str) -> str:
     parts = urlsplit(uri)
     return uri.replace(parts.netloc, parts.netloc.rsplit("@", 1)[-1]) if "@" in parts.netloc else uri
@@ -181,8 +188,8 @@ def _output_part(folder: Path) -> tuple[Transfer, Transfer] | None:
 
 
 def _count_as_pulled(t: Transfer, part: Transfer) -> None:
-    rel = part.local.relative_to(t.local).as_posix()
-    prefix = "" if rel == "." else rel + "/"
+    place = part.local.relative_to(t.local).as_posix()
+    prefix = "" if place == "." else place + "/"
     t.pulled = {rel: v for rel, v in t.pulled.items() if not rel.startswith(prefix)}
     t.pulled.update({prefix + rel: v for rel, v in part.pulled.items()})
 

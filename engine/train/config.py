@@ -33,6 +33,13 @@ class ScalingSection(Section):
                              "(gpus_per_worker: 1) or train on one worker")
         return self
 
+    def ray_scaling_config(self):
+        """Ray Train's ScalingConfig for these workers."""
+        from ray.train import ScalingConfig
+
+        resources = {"CPU": self.cpus_per_worker, **({"GPU": self.gpus_per_worker} if self.use_gpu else {})}
+        return ScalingConfig(num_workers=self.num_workers, use_gpu=self.use_gpu, resources_per_worker=resources)
+
 
 class DetectTrainConfig(Section):
     """Fine-tuning an Ultralytics detector in Quarry's own loop (sampling, loss weights and the

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 from engine.raycluster import own_errors_surface
-from engine.staging import pull_on_this_node, store_uri
+from engine.staging import pull_on_this_node, ray_storage_path, store_uri
 from engine.train.config import ScalingSection
 
 log = logging.getLogger("quarry.train")
@@ -39,17 +39,15 @@ def run_torch_trainer(loop: Callable, loop_config: dict, scaling: ScalingSection
     target path}) out of the final checkpoint; return its history and the final metrics.
     `inputs` ({config key: path}) are what the workers read: those from the store are brought
     to a worker's node before `loop` starts."""
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig
     from ray.train.torch import TorchTrainer
 
-    resources = {"CPU": scaling.cpus_per_worker, **({"GPU": scaling.gpus_per_worker} if scaling.use_gpu else {})}
     storage = Path(out_dir).resolve() / "ray"
     trainer = TorchTrainer(
         after_pulling(loop, inputs),
         train_loop_config=loop_config,
-        scaling_config=ScalingConfig(num_workers=scaling.num_workers, use_gpu=scaling.use_gpu,
-                                     resources_per_worker=resources),
-        run_config=RunConfig(name=run_name, storage_path=store_uri(storage) or str(storage),
+        scaling_config=scaling.ray_scaling_config(),
+        run_config=RunConfig(name=run_name, storage_path=ray_storage_path(storage),
                              failure_config=FailureConfig(max_failures=max_failures),
                              checkpoint_config=CheckpointConfig(num_to_keep=2)),
     )

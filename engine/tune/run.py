@@ -16,7 +16,7 @@ from pathlib import Path
 from engine.config import ConfigError, config_hash
 from engine.errors import Interrupted
 from engine.raycluster import own_error, own_errors_surface, ray_session
-from engine.staging import empty_folder, refresh_from_store, store_uri
+from engine.staging import empty_folder, ray_storage_path, refresh_from_store
 from engine.storage import atomic_write_json
 from engine.tracking import REGISTRY_STORE_DIR, mlflow_run, resolve_tracking_uri
 from engine.train.run import check_inputs, dataset_hash, with_absolute_paths
@@ -86,7 +86,7 @@ def run_tuning(cfg: TuneConfig) -> dict:
     out = Path(cfg.out_dir).resolve()
     storage = out / "ray"
     # an out_dir in the store: Tune and the trials' Ray Train runs write there straight from any node
-    tune_storage = store_uri(storage) or str(storage)
+    tune_storage = ray_storage_path(storage)
     experiment = f"{tune_storage}/{EXPERIMENT}"
     uri = resolve_tracking_uri(cfg.tracking.tracking_uri, REGISTRY_STORE_DIR) if cfg.tracking.enabled else None
     started = time.perf_counter()

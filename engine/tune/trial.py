@@ -21,12 +21,12 @@ def with_values(base: dict, values: dict) -> dict:
 
 def tune_trial(values: dict, base: dict, out_dir: str, mlflow_cfg: dict | None, max_failures: int) -> None:
     import ray.tune
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig
     from ray.train.torch import TorchTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
 
     from engine.offline import enable_offline
-    from engine.staging import pull_on_this_node, store_uri
+    from engine.staging import pull_on_this_node, ray_storage_path
     from engine.train.config import TrainConfig
     from engine.train.detect_loop import detect_train_loop
     from engine.train.trainer import after_pulling, latest_checkpoint
@@ -46,15 +46,12 @@ def tune_trial(values: dict, base: dict, out_dir: str, mlflow_cfg: dict | None, 
     if history and history[-1]["epoch"] >= cfg.detect.epochs:  # it ended before the search recorded it
         ray.tune.report(history[-1])
         return
-    s = cfg.scaling
-    resources = {"CPU": s.cpus_per_worker, **({"GPU": s.gpus_per_worker} if s.use_gpu else {})}
-    storage = (cfg.out_dir / "ray").resolve()
     trainer = TorchTrainer(
         after_pulling(detect_train_loop, {"data": cfg.data, "detect.model": cfg.detect.model, "resume_from": resume_from}),
         train_loop_config={"train": cfg.model_dump(mode="json"), "resume_from": resume_from, "variant": None,
                            "mlflow": {"tracking_uri": mlflow_cfg["tracking_uri"], "run_id": child} if child else None},
-        scaling_config=ScalingConfig(num_workers=s.num_workers, use_gpu=s.use_gpu, resources_per_worker=resources),
-        run_config=RunConfig(name=trial, storage_path=store_uri(storage) or str(storage),
+        scaling_config=cfg.scaling.ray_scaling_config(),
+        run_config=RunConfig(name=trial, storage_path=ray_storage_path(cfg.out_dir / "ray"),
                              failure_config=FailureConfig(max_failures=max_failures),
                              checkpoint_config=CheckpointConfig(num_to_keep=2), callbacks=[TuneReportCallback()]),
     )
