@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any, Callable, TypeVar, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
+
+from engine.storage import is_remote
 
 T = TypeVar("T", bound="Section")
 
@@ -26,6 +28,23 @@ class Section(BaseModel):
     """Base of every config model: unknown keys are errors, assignments are validated."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_store_uri_in_a_local_path(cls, value: Any, info: ValidationInfo) -> Any:
+        """A job's own object-store keys hold mirror paths by now (engine/staging.py), so a URI
+        left in a path key is one the job does not read from a store: say so, rather than let
+        `Path` fold `s3://b/k` into a local `s3:/b/k` that is then "not found"."""
+        if isinstance(value, str) and is_remote(value) and _is_path_field(cls.model_fields[info.field_name].annotation):
+            raise ValueError("this key takes a local path, not an object-store URI (the keys a job reads from "
+                             "or writes to a store: docs/cluster.md#object-storage)")
+        return value
+
+
+def _is_path_field(annotation: Any) -> bool:
+    """`Path` or `Path | None`; a field that also takes a plain string (a URI on purpose) is not."""
+    kinds = set(get_args(annotation)) or {annotation}
+    return Path in kinds and str not in kinds
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -93,7 +112,7 @@ def describe_errors(error: ValidationError, source: str) -> str:
         elif item["type"] == "missing":
             lines.append(f"{source}: missing required key {key}")
         else:
-            lines.append(f"{source}: {key} = {item['input']!r}: {item['msg']}")
+            lines.append(f"{source}: {key} = {item['input']!r}: {item['msg'].removeprefix('Value error, ')}")
     return "invalid config:\n  " + "\n  ".join(lines)
 
 

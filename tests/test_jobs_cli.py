@@ -122,6 +122,15 @@ def test_a_missing_built_set_is_named_by_the_jobs_own_key(job, key, tmp_path, ca
 
 
 @pytest.mark.reliability("bad config")
+@pytest.mark.parametrize("job,key", [("synth", "out_dir"), ("pretrain", "world_dir"), ("demo", "work_dir")])
+def test_a_store_uri_where_a_job_takes_a_local_path_is_named(job, key, capsys):
+    """`Path` folded `s3://bucket/world` into a local `s3:/bucket/world`, reported later as not found."""
+    assert cli.main([job, f"{key}=s3://bucket/world", "--print-config"]) == 2
+    err = capsys.readouterr().err
+    assert f"{key} = 's3://bucket/world': this key takes a local path, not an object-store URI" in err, err
+
+
+@pytest.mark.reliability("bad config")
 @pytest.mark.parametrize("job,prefix", [("train", "scaling."), ("tune", "train.scaling.")])
 def test_ddp_workers_sharing_a_gpu_are_refused(job, prefix, capsys):
     """Seen on an H100: two DDP workers at 0.5 GPU each fail at NCCL's first barrier ("Duplicate GPU
