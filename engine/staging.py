@@ -40,6 +40,8 @@ log = logging.getLogger("quarry.storage")
 
 MIRROR_ENV = "QUARRY_STORE_MIRROR"
 TABLE_SUFFIXES = (".parquet", ".csv", ".yaml", ".yml", ".json")  # their rows name files beside them
+# an output key naming one of these files (a table the job writes beside or appends to): its folder is the output
+FILE_SUFFIXES = (*TABLE_SUFFIXES, ".jsonl")
 TRANSFER_THREADS = 8
 
 
@@ -113,6 +115,7 @@ class Transfer:
     uri: str
     output: bool
     at: list = field(default_factory=list)  # the value's place in the config data (keys and list indices)
+    given: str = ""  # the URI the user gave (`localise`; `as_given` puts it back)
     local: Path | None = None  # its mirror (default: this process's mirror of `uri`)
     pulled: dict[str, tuple[int, int]] = field(default_factory=dict)  # relative path -> (size, mtime_ns)
 
@@ -124,7 +127,8 @@ class Staging:
     """The remote URIs of one job run; `localise` the config data, then `with staging:` run it.
 
     `remote_keys(data)` gives the dotted keys of the job's inputs and of its output folders (`*`
-    walks a list's items or a mapping's values); a job without it reads and writes local paths."""
+    walks a list's items or a mapping's values; an output key naming a file, e.g. a table the job
+    appends to, makes the file's folder the output); a job without it reads and writes local paths."""
 
     def __init__(self, remote_keys: Callable[[dict], tuple[list[str], list[str]]] | None = None):
         self.remote_keys = remote_keys or (lambda data: ([], []))
@@ -133,19 +137,20 @@ class Staging:
     def localise(self, data: dict) -> dict:
         """Replace each remote URI under the job's keys by its mirror path (no I/O)."""
         inputs, outputs = self.remote_keys(data)
-        for keys, output in ((inputs, False), (outputs, True)):
-            for dotted in keys:
-                for shown, path, value in _dotted_values(data, dotted.split(".")):
-                    if isinstance(value, str) and is_remote(value):
-                        transfer = Transfer(shown, value.rstrip("/"), output, path)
-                        self.transfers.append(transfer)
-                        _set(data, path, str(transfer.local))
+        found = [(shown, path, value, output) for keys, output in ((inputs, False), (outputs, True)) for dotted in keys
+                 for shown, path, value in _dotted_values(data, dotted.split("."))
+                 if isinstance(value, str) and is_remote(value)]  # all before any is replaced: a key may be both
+        for shown, path, value, output in found:
+            uri = value.rstrip("/")
+            beside = output and uri.lower().endswith(FILE_SUFFIXES)  # a file: its folder is the output
+            self.transfers.append(Transfer(shown, uri.rsplit("/", 1)[0] if beside else uri, output, path, given=uri))
+            _set(data, path, str(mirror_path(uri)))
         return data
 
     def as_given(self, data: dict) -> dict:
         """Config data (a dumped config) with each mirror path put back to the URI the user gave."""
         for t in self.transfers:
-            _set(data, t.at, t.uri)
+            _set(data, t.at, t.given)
         return data
 
     def stored(self) -> list[str]:
@@ -202,6 +207,18 @@ def refresh_from_store(folder: Path) -> None:
     if found:
         t, part = found
         _pull(part)
+        _count_as_pulled(t, part)
+
+
+def publish_now(folder: Path) -> None:
+    """Upload what the driver wrote under `folder`, part of an output mirror, before the job ends:
+    workers on any node pull their inputs from the store, so a model the registry downloaded
+    into the output folder must be there before they start. Counted as pulled, so the job's end
+    does not upload it again. A local folder: nothing."""
+    found = _output_part(folder)
+    if found and Path(folder).is_dir():
+        t, part = found
+        _push_folder(part)
         _count_as_pulled(t, part)
 
 
@@ -362,4 +379,5 @@ def _push_folder(t: Transfer) -> None:
     except Exception as exc:
         raise ConfigError(f"{t.key} = {t.uri!r}: uploading the outputs failed ({_first_line(exc)}); "
                           f"they are kept in {t.local} and a rerun uploads them") from None
+    t.pulled = {rel: _stat(p) for rel, p in local.items()}  # the store now holds what the mirror does
     log.info("%s: %d files uploaded to %s, %d deleted", t.key, len(changed), t.uri, len(gone))

@@ -17,6 +17,12 @@ CONFIG = PromoteConfig
 SUMMARY = "move the champion alias to the challenger when the promotion gate holds"
 
 
+def remote_keys(data: dict) -> tuple[list[str], list[str]]:
+    """Object-store keys (engine/staging.py): the held-out world or video manifest, the report
+    folder and the events cache (the models come from the registry)."""
+    return ["evaluation.world", "evaluation.videos"], ["out_dir", "evaluation.events_dir"]
+
+
 def run(config: PromoteConfig) -> dict:
     return promote(config)
 

@@ -26,6 +26,17 @@ SUMMARY = "review candidates: stats, sample, export, categorise, accept/reject, 
 SUBCOMMAND = "command"  # `quarry review stats` == `quarry review command=stats`
 
 
+def remote_keys(data: dict) -> tuple[list[str], list[str]]:
+    """Object-store keys (engine/staging.py): the manifest brings its folder (snapshots, answers);
+    the answers, an export and the sheet go back to the store. A command that writes beside the
+    manifest (answers in reviews.jsonl, sheet/ by default) makes its folder an output too."""
+    command = data.get("command", "stats")
+    beside = (command in ("categorise", "accept", "reject") and not data.get("reviews")
+              or command == "sheet" and not data.get("sheet_dir"))
+    return (["candidates", "categorise.clip.checkpoint"],
+            ["reviews", "export_dir", "sheet_dir", *(["candidates"] if beside else [])])
+
+
 def run(config: ReviewConfig) -> dict:
     from engine.review import categorise
 

@@ -1,6 +1,7 @@
 """Every job against a real S3 server (moto's server mode on loopback): the tiny demo's world and
 base models uploaded to a bucket, then mine -> label -> build -> train -> scan -> evaluate with
-`s3://` inputs and outputs, each compared with the same job on local disk. Credentials come
+`s3://` inputs and outputs, each compared with the same job on local disk; review and promote
+against the store. Credentials come
 from the environment and appear in no output, resolved config, mirror file or MLflow store.
 Train, tune, mine, label and scan also run on a two-node cluster whose second node has a disk of its own."""
 
@@ -19,7 +20,7 @@ import psutil
 import pytest
 from conftest import descendants, free_port, kill_all
 
-from jobs import build, evaluate, label, mine, scan, train
+from jobs import build, evaluate, label, mine, promote, review, scan, train
 from jobs.cli import run_job
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_ray")]
@@ -199,6 +200,39 @@ def test_a_rerun_against_the_store_resumes_from_what_it_holds(store, capfd):
     summary = json.loads((mirror / "summary.json").read_text())
     assert summary["inputs"]["skipped_done"] == 2 and summary["inputs"]["processed"] == 0, summary["inputs"]
     assert work.is_dir()
+
+
+def test_review_and_promote_read_and_write_the_store(store, capfd):
+    """The review answers, an export and the sheet go back to the store (a new machine reads the
+    answers there); promotion judges a registered model on the held-out world in the store."""
+    from engine.registry.models import register_as
+
+    work, s3, mine_uri = store["work"], store["s3"], f"s3://{BUCKET}/reviewed"
+    for path in (p for p in (work / "mine").rglob("*") if p.is_file()):
+        if path.name != "reviews.jsonl" and "sheet" not in path.parts:  # the tiny demo's own answers stay local
+            s3.upload_file(str(path), BUCKET, f"reviewed/{path.relative_to(work / 'mine').as_posix()}")
+    table = pd.read_parquet(work / "mine" / "candidates.parquet")
+    chosen = f"{table.video_key[0]}_f{table.frame[0]}"
+    manifest = f"candidates={mine_uri}/candidates.parquet"
+    assert "stored:" not in _run(review, ["stats", manifest], capfd)  # reads only: uploads nothing
+    assert "reviews.jsonl" not in _listed(store, "reviewed/")
+    assert f"stored: candidates -> {mine_uri} " in _run(review, ["accept", manifest, f"select.ids=[{chosen}]"], capfd)
+    assert "reviews.jsonl" in _listed(store, "reviewed/")
+    shutil.rmtree(store["mirror"] / "s3" / BUCKET / "reviewed")  # a new machine: the answers come from the store
+    _run(review, ["export", manifest, "select.decisions=[accepted]", "export_mode=copy",
+                  f"export_dir=s3://{BUCKET}/exported"], capfd)
+    assert f"images/{chosen}.jpg" in _listed(store, "exported/")
+    _run(review, ["sheet", manifest], capfd)
+    assert {"sheet/index.html", f"sheet/thumbs/{chosen}.jpg"} <= _listed(store, "reviewed/")
+
+    tracking = f"sqlite:///{store['mlflow']}/promote.db"
+    register_as(tracking, "quarry-promote", "detector", work / "base" / "base.pt", "quarry-detector", "challenger", {})
+    # the registry's download lands in the output folder; the scoring actors read it from the store
+    printed = _run(promote, [f"evaluation.world=s3://{BUCKET}/world", f"out_dir=s3://{BUCKET}/promote",
+                             f"tracking.tracking_uri={tracking}"], capfd)
+    assert "quarry-detector: promoted (challenger version 1" in printed, printed[-2000:]
+    stored = _listed(store, "promote/")
+    assert "evaluate/report.html" in stored and any(k.startswith("evaluate/models/quarry-detector-v1/") for k in stored)
 
 
 @pytest.mark.reliability("bad input")

@@ -50,6 +50,23 @@ def test_only_remote_values_under_the_jobs_keys_are_replaced(tmp_path, monkeypat
         ("out_dir", "s3://b/out", True)]
 
 
+def test_an_output_key_naming_a_file_makes_its_folder_the_output(tmp_path, monkeypatch):
+    """`quarry review accept`: the manifest is read (with its folder) and the answers are written
+    beside it, so the manifest's folder is pulled and pushed; the key keeps naming the file."""
+    monkeypatch.setenv("QUARRY_STORE_MIRROR", str(tmp_path))
+    data = {"candidates": "s3://b/mine/candidates.parquet", "reviews": "s3://b/answers/reviews.jsonl"}
+    staging = Staging(lambda d: (["candidates"], ["reviews", "candidates"]))
+    staging.localise(data)
+    assert data == {"candidates": str(tmp_path / "s3/b/mine/candidates.parquet"),
+                    "reviews": str(tmp_path / "s3/b/answers/reviews.jsonl")}
+    assert [(t.key, t.uri, t.output, t.local) for t in staging.transfers] == [
+        ("candidates", "s3://b/mine/candidates.parquet", False, tmp_path / "s3/b/mine/candidates.parquet"),
+        ("reviews", "s3://b/answers", True, tmp_path / "s3/b/answers"),
+        ("candidates", "s3://b/mine", True, tmp_path / "s3/b/mine")]
+    assert staging.as_given(dict(data)) == {"candidates": "s3://b/mine/candidates.parquet",
+                                            "reviews": "s3://b/answers/reviews.jsonl"}
+
+
 def test_print_config_shows_the_uris_as_given(tmp_path, monkeypatch, capsys):
     """A Path field would print s3://b/d as s3:/b/d: --print-config puts the URIs back."""
     from jobs import train

@@ -16,6 +16,7 @@ from engine.evaluate.config import ModelRef
 from engine.mining.config import GateConfig, MineConfig, SelectionConfig
 from engine.mining.identity import file_sha256
 from engine.raycluster import RayConfig
+from engine.staging import publish_now
 from engine.storage import atomic_write_json
 from engine.tracking import REGISTRY_STORE_DIR, TrackingConfig, log_job_run, resolve_tracking_uri
 
@@ -111,6 +112,7 @@ def run_evaluation(cfg: EvaluateConfig) -> dict:
         raise ConfigError(f"world = {str(cfg.world)!r}: no such folder")
     tracking_uri = resolve_tracking_uri(cfg.tracking.tracking_uri, REGISTRY_STORE_DIR) if cfg.tracking.enabled else None
     models = {ref.name: resolve_model(ref.source, tracking_uri, out / "models") for ref in cfg.models}
+    publish_now(out / "models")  # registry downloads: scoring actors on any node read them from the store
     result = {"task": cfg.task, "conf_threshold": cfg.conf_threshold, "iou_threshold": cfg.iou_threshold,
               "description": f"held-out data of {cfg.world}; frames at conf >= {cfg.conf_threshold}, IoU >= {cfg.iou_threshold}"}
     frames_table, dets = None, None
