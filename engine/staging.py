@@ -182,13 +182,16 @@ _open_outputs: list[Transfer] = []  # the output folders of the job this process
 
 
 def _output_part(folder: Path) -> tuple[Transfer, Transfer] | None:
-    """The open output that holds `folder`, and a transfer of just that part of it."""
+    """The open output that holds `folder`, and a transfer of just that part of it (with what of
+    it the mirror holds from the store)."""
     for t in _open_outputs:
         try:
             rel = Path(folder).resolve().relative_to(t.local.resolve()).as_posix()
         except ValueError:
             continue
-        return t, Transfer(t.key, t.uri if rel == "." else f"{t.uri}/{rel}", True, local=t.local / rel)
+        prefix = "" if rel == "." else rel + "/"
+        pulled = {k[len(prefix):]: v for k, v in t.pulled.items() if k.startswith(prefix)}
+        return t, Transfer(t.key, t.uri if rel == "." else f"{t.uri}/{rel}", True, local=t.local / rel, pulled=pulled)
     return None
 
 
@@ -210,16 +213,27 @@ def refresh_from_store(folder: Path) -> None:
         _count_as_pulled(t, part)
 
 
-def publish_now(folder: Path) -> None:
-    """Upload what the driver wrote under `folder`, part of an output mirror, before the job ends:
-    workers on any node pull their inputs from the store, so a model the registry downloaded
-    into the output folder must be there before they start. Counted as pulled, so the job's end
-    does not upload it again. A local folder: nothing."""
-    found = _output_part(folder)
-    if found and Path(folder).is_dir():
-        t, part = found
+def publish_now(path: Path) -> None:
+    """Upload a file or folder the driver wrote in an output mirror now, not when the job ends:
+    a model the registry downloaded into the output folder (workers on any node read it from the
+    store), a reviewer's answer (a crash must not lose it: the next run's pull would replace
+    the mirror's copy with the store's). Counted as pulled, so the job's end does not upload it
+    again. A local path: nothing."""
+    path = Path(path)
+    found = _output_part(path)
+    if not found or not path.exists():
+        return
+    t, part = found
+    if path.is_dir():
         _push_folder(part)
         _count_as_pulled(t, part)
+        return
+    fs, remote, _ = _open(part)
+    try:
+        _upload(fs, path, remote)
+    except Exception as exc:
+        raise ConfigError(f"{t.key} = {t.uri!r}: uploading {path.name} failed ({_first_line(exc)})") from None
+    t.pulled[part.local.relative_to(t.local).as_posix()] = _stat(path)
 
 
 def empty_folder(folder: Path) -> None:
@@ -354,6 +368,16 @@ def _pull_folder(fs, root: str, t: Transfer, missing_ok: bool) -> None:
         log.info("%s: %d files from %s in the mirror %s", t.key, len(remote), t.uri, t.local)
 
 
+def _upload(fs, path: Path, remote: str) -> None:
+    """One PUT; the mirror's copy then has the store's time, so the next pull keeps it."""
+    with open(path, "rb") as src, fs.open_output_stream(remote) as dst:
+        shutil.copyfileobj(src, dst, length=1 << 20)
+    mtime = fs.get_file_info(remote).mtime_ns or 0
+    target = path.resolve()  # a link (build's images) keeps its target's times
+    if target == path.absolute():
+        os.utime(target, ns=(mtime, mtime))
+
+
 def _push_folder(t: Transfer) -> None:
     """Upload what the job wrote or changed under an output mirror; delete what it removed."""
     fs, root, _ = _open(t)
@@ -363,21 +387,13 @@ def _push_folder(t: Transfer) -> None:
     # hidden files (a write in progress, Ray's storage markers) are neither uploaded nor deleted
     gone = [rel for rel in t.pulled if rel not in local and not rel.rsplit("/", 1)[-1].startswith(".")]
 
-    def upload(rel: str) -> None:
-        with open(local[rel], "rb") as src, fs.open_output_stream(f"{root}/{rel}") as dst:
-            shutil.copyfileobj(src, dst, length=1 << 20)
-        mtime = fs.get_file_info(f"{root}/{rel}").mtime_ns or 0
-        target = local[rel].resolve()  # a link (build's images) keeps its target's times
-        if target == local[rel].absolute():
-            os.utime(target, ns=(mtime, mtime))
-
     try:
         with ThreadPoolExecutor(TRANSFER_THREADS) as pool:
-            list(pool.map(upload, changed))
+            list(pool.map(lambda rel: _upload(fs, local[rel], f"{root}/{rel}"), changed))
         for rel in gone:
             fs.delete_file(f"{root}/{rel}")
     except Exception as exc:
         raise ConfigError(f"{t.key} = {t.uri!r}: uploading the outputs failed ({_first_line(exc)}); "
-                          f"they are kept in {t.local} and a rerun uploads them") from None
+                          f"they are kept in {t.local}; a rerun starts from what the store holds") from None
     t.pulled = {rel: _stat(p) for rel, p in local.items()}  # the store now holds what the mirror does
     log.info("%s: %d files uploaded to %s, %d deleted", t.key, len(changed), t.uri, len(gone))

@@ -205,19 +205,29 @@ def test_a_rerun_against_the_store_resumes_from_what_it_holds(store, capfd):
 def test_review_and_promote_read_and_write_the_store(store, capfd):
     """The review answers, an export and the sheet go back to the store (a new machine reads the
     answers there); promotion judges a registered model on the held-out world in the store."""
+    from engine.config import load_config
     from engine.registry.models import register_as
+    from engine.review.config import ReviewConfig
+    from engine.staging import Staging
 
     work, s3, mine_uri = store["work"], store["s3"], f"s3://{BUCKET}/reviewed"
     for path in (p for p in (work / "mine").rglob("*") if p.is_file()):
         if path.name != "reviews.jsonl" and "sheet" not in path.parts:  # the tiny demo's own answers stay local
             s3.upload_file(str(path), BUCKET, f"reviewed/{path.relative_to(work / 'mine').as_posix()}")
     table = pd.read_parquet(work / "mine" / "candidates.parquet")
-    chosen = f"{table.video_key[0]}_f{table.frame[0]}"
+    chosen, other = (f"{table.video_key[i]}_f{table.frame[i]}" for i in (0, 1))
     manifest = f"candidates={mine_uri}/candidates.parquet"
     assert "stored:" not in _run(review, ["stats", manifest], capfd)  # reads only: uploads nothing
     assert "reviews.jsonl" not in _listed(store, "reviewed/")
     assert f"stored: candidates -> {mine_uri} " in _run(review, ["accept", manifest, f"select.ids=[{chosen}]"], capfd)
     assert "reviews.jsonl" in _listed(store, "reviewed/")
+    staging = Staging(review.remote_keys)  # the job's own steps, to look at the store before it ends
+    config = load_config(ReviewConfig, None, ["command=reject", manifest, f"select.ids=[{other}]"], staging.localise)
+    with staging:
+        review.run(config)
+        answers = store["s3"].get_object(Bucket=BUCKET, Key="reviewed/reviews.jsonl")["Body"].read().decode()
+        assert [json.loads(line)["value"] for line in answers.splitlines()] == ["accepted", "rejected"], \
+            "each answer reaches the store as it is written (a crash before the end loses none)"
     shutil.rmtree(store["mirror"] / "s3" / BUCKET / "reviewed")  # a new machine: the answers come from the store
     _run(review, ["export", manifest, "select.decisions=[accepted]", "export_mode=copy",
                   f"export_dir=s3://{BUCKET}/exported"], capfd)

@@ -1,7 +1,8 @@
 """The reviews table: an append-only JSON-lines file beside the candidates manifest. Every
 answer (a category, an accept/reject decision) is one line, written and flushed to disk at
 once, never rewritten; the current answer for a candidate is its latest line per field. A
-line cut short by a crash is skipped with a warning, so earlier answers are never lost."""
+line cut short by a crash is skipped with a warning, so earlier answers are never lost. A table
+in object storage gets each answer as it is written (engine/staging.py: publish_now)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ import time
 from pathlib import Path
 
 import pandas as pd
+
+from engine.config import ConfigError
+from engine.staging import publish_now
 
 log = logging.getLogger("quarry.review")
 FIELDS = ("category", "decision")
@@ -36,6 +40,10 @@ def append_reviews(path: Path, records: list[dict]) -> int:
             f.write(json.dumps({**record, "at": stamp}, sort_keys=True) + "\n")
         f.flush()
         os.fsync(f.fileno())
+    try:
+        publish_now(path)  # in object storage: each answer reaches the store as it is given
+    except ConfigError as exc:  # the answer is on disk; the command's end uploads it again
+        log.warning("%s; the command's end tries again", exc)
     return len(records)
 
 
