@@ -279,13 +279,16 @@ def two_nodes(store, tmp_path_factory):
     common = ["--node-ip-address=127.0.0.1", f"--temp-dir={temp_dir}", "--disable-usage-stats"]
     try:
         subprocess.run([ray, "get-auth-token", "--generate"], env=env, check=True, capture_output=True, timeout=60)
+        # each node's agent on a port of its own, not Ray's default 52365, which the job-submission head needs
         head = subprocess.run([ray, "start", "--head", f"--port={port}", "--num-cpus=0", "--dashboard-host=127.0.0.1",
-                               f"--dashboard-port={dashboard}", *common], env=env, capture_output=True, text=True, timeout=120)
+                               f"--dashboard-port={dashboard}", f"--dashboard-agent-listen-port={free_port()}", *common],
+                              env=env, capture_output=True, text=True, timeout=120)
         assert head.returncode == 0, head.stderr[-3000:]
         mirror = store["mirror"]
         node = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
                                f'mount -t tmpfs quarry-node2 "{mirror}" && exec "$@"', "sh",
-                               ray, "start", f"--address=127.0.0.1:{port}", "--num-cpus=2", *common],
+                               ray, "start", f"--address=127.0.0.1:{port}", "--num-cpus=2",
+                               f"--dashboard-agent-listen-port={free_port()}", *common],
                               env=env, capture_output=True, text=True, timeout=120)
         assert node.returncode == 0, f"the second node did not start (unshare and mount need root): {node.stderr[-3000:]}"
         yield {**env, "RAY_ADDRESS": f"127.0.0.1:{port}"}

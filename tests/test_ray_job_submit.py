@@ -41,8 +41,11 @@ def head(tmp_path_factory):
     try:
         token = subprocess.run([RAY, "get-auth-token", "--generate"], env=env, capture_output=True, text=True, timeout=60)
         assert token.returncode == 0 and (home / ".ray" / "auth_token").is_file(), token.stderr
+        # the job agent's own port: Ray's default (52365) is taken by any other Ray on the machine
+        # first (the two-node tests', a job's local one), and then the agent never serves a submission
         start = subprocess.run([RAY, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
                                 "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--num-cpus=2",
+                                f"--dashboard-agent-listen-port={free_port()}",
                                 f"--temp-dir={temp_dir}", "--disable-usage-stats"],
                                env=env, capture_output=True, text=True, timeout=120)
         assert start.returncode == 0, start.stderr[-3000:]
