@@ -158,8 +158,12 @@ class Staging:
         return [f"stored: {t.key} -> {t.uri} (mirror {t.local})" for t in self.transfers if t.output]
 
     def __enter__(self) -> "Staging":
+        outputs = {t.uri for t in self.transfers if t.output}
         for t in self.transfers:
-            _pull(t)
+            if not t.output and t.uri.lower().endswith(TABLE_SUFFIXES) and t.uri.rsplit("/", 1)[0] in outputs:
+                _must_exist(t)  # a table read and written beside: the output's pull brings its folder
+            else:
+                _pull(t)
         _open_outputs[:] = [t for t in self.transfers if t.output]
         return self
 
@@ -312,6 +316,11 @@ def _pull(t: Transfer) -> None:
     elif info.type.name == "File":
         _pull_file(fs, root, info, t.local)
     else:
+        raise ConfigError(f"{t.key} = {t.uri!r}: no such object or prefix in the store")
+
+
+def _must_exist(t: Transfer) -> None:
+    if _open(t)[2].type.name != "File":
         raise ConfigError(f"{t.key} = {t.uri!r}: no such object or prefix in the store")
 
 

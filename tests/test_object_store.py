@@ -218,6 +218,8 @@ def test_review_and_promote_read_and_write_the_store(store, capfd):
     chosen, other = (f"{table.video_key[i]}_f{table.frame[i]}" for i in (0, 1))
     manifest = f"candidates={mine_uri}/candidates.parquet"
     assert "stored:" not in _run(review, ["stats", manifest], capfd)  # reads only: uploads nothing
+    assert run_job(review, ["accept", f"candidates=s3://{BUCKET}/not-mined/candidates.parquet", "select.ids=[x]"]) == 2
+    assert f"candidates = 's3://{BUCKET}/not-mined/candidates.parquet': no such object" in capfd.readouterr().err
     assert "reviews.jsonl" not in _listed(store, "reviewed/")
     assert f"stored: candidates -> {mine_uri} " in _run(review, ["accept", manifest, f"select.ids=[{chosen}]"], capfd)
     assert "reviews.jsonl" in _listed(store, "reviewed/")
@@ -250,7 +252,7 @@ def test_a_missing_object_and_an_unreachable_store_are_named(store, capfd):
     code = run_job(train, [f"data=s3://{BUCKET}/no-such-dataset", f"out_dir={store['local']}/t", "tracking.enabled=false"])
     err = capfd.readouterr().err
     assert code == 2 and f"data = 's3://{BUCKET}/no-such-dataset': no such object or prefix" in err, err
-    code = run_job(build, [f"detect.labels=s3://{BUCKET}/label/labels.parquet", "out_dir=s3://no-such-bucket-q/x"])
+    code = run_job(build, [f"detect.base_data=s3://{BUCKET}/world/detection/data.yaml", "out_dir=s3://no-such-bucket-q/x"])
     err = capfd.readouterr().err
     assert code == 2 and "out_dir = 's3://no-such-bucket-q/x': the store has no bucket 'no-such-bucket-q'" in err, err
 
