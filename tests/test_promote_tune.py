@@ -133,6 +133,37 @@ def test_the_evaluation_report_renders_in_chromium_with_every_plot(tiny_demo):
         assert heading.lower() in text.lower()
 
 
+def test_a_model_with_the_weights_of_another_is_scored_once(tiny_demo, tmp_path):
+    """A checkpoint that differs from another only beside its weights (here an extra key; in the
+    demo the tuned model when the search's best trial is the fine-tune's own settings) gets the
+    other's figures without being scored again: no events of its own are mined."""
+    import torch
+
+    from engine.demo.steps import evaluate_config
+    from engine.evaluate.config import ModelRef
+    from engine.evaluate.run import headline, run_evaluation
+    from engine.mining.identity import file_sha256
+
+    config, result = tiny_demo
+    work = Path(config.work_dir)
+    base = work / "base" / "base.pt"
+    checkpoint = torch.load(base, map_location="cpu", weights_only=False)
+    copy = tmp_path / "copy.pt"
+    torch.save({**checkpoint, "quarry_note": "the same weights, another file"}, copy)
+    assert file_sha256(copy) != file_sha256(base)
+    clip = work / "base" / "clip.pt"
+    cfg = evaluate_config(config, tmp_path / "evaluate", clip if clip.is_file() else None, result["tracking_uri"],
+                          [ModelRef(name="base", source=str(base)), ModelRef(name="copy", source=str(copy)),
+                           ModelRef(name="fine_tuned", source=result["steps"]["train"]["models"]["detector"]["best_model"])])
+    cfg.tracking.enabled = False
+    models = run_evaluation(cfg)["models"]
+    assert models["copy"]["same_weights_as"] == "base" and "same_weights_as" not in models["fine_tuned"]
+    assert headline(models["copy"]) == headline(models["base"]) != headline(models["fine_tuned"])
+    assert models["copy"]["source"] == str(copy)
+    assert not (work / "events" / file_sha256(copy)[:16]).exists()
+    assert "(the weights of base)" in (tmp_path / "evaluate" / "report.html").read_text()
+
+
 def test_promotion_decision_is_tagged_and_a_fresh_process_loads_the_champion(tiny_demo):
     config, result = tiny_demo
     promotion, uri = result["steps"]["promote"], result["tracking_uri"]

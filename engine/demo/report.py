@@ -204,6 +204,8 @@ def _loop_sections(st: dict) -> list[str]:
               "   |---|" + "---|" * len(HEADLINE_COLUMNS)]
     for name, row in ev["models"].items():
         lines.append(f"   | {name.replace('_', '-')} | " + " | ".join(_num(row.get(k)) for k, _ in HEADLINE_COLUMNS) + " |")
+    lines += [f"   ({name.replace('_', '-')} has the same weights as {row['same_weights_as'].replace('_', '-')}: scored once)"
+              for name, row in ev["models"].items() if row.get("same_weights_as")]
     pr = st["promote"]
     lines += ["", f"11. promote [{_how(pr)}]: {pr['decision']}"
               + (f" — base model registered as version {pr['base_registered']['version']} @champion first"

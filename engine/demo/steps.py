@@ -66,7 +66,9 @@ def evaluation_step(cfg: EvaluateConfig) -> dict:
 
     result = run_evaluation(cfg)
     return {"report": result["report"], "seconds": result["seconds"],
-            "models": {name: {"source": m["source"], **headline(m)} for name, m in result["models"].items()}}
+            "models": {name: {"source": m["source"], **headline(m),
+                              **({"same_weights_as": m["same_weights_as"]} if m.get("same_weights_as") else {})}
+                       for name, m in result["models"].items()}}
 
 
 def promotion_step(cfg: PromoteConfig, base_weights: Path) -> dict:

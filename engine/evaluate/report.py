@@ -127,7 +127,8 @@ def write_report(result: dict, out: Path, frames_table=None, dets_by_model: dict
     parts = [f"<h1>Quarry evaluation</h1><p>{html.escape(result.get('description', ''))}</p>"]
     summary = []
     for name, m in models.items():
-        row = {"model": name, "source": m["source"]}
+        row = {"model": name, "source": m["source"] + (f" (the weights of {m['same_weights_as']})"
+                                                       if m.get("same_weights_as") else "")}
         if m.get("frames"):
             fr, ob = m["frames"]["frames"], m["frames"]["objects"]
             row.update({"frame precision": fr["precision"], "frame recall": fr["recall"], "F1": fr["f1"], "MCC": fr["mcc"],
@@ -145,6 +146,9 @@ def write_report(result: dict, out: Path, frames_table=None, dets_by_model: dict
     parts.append("<h2>Side by side</h2>" + _table(summary, columns))
     for name, m in models.items():
         parts.append(f"<h2>{html.escape(name)}</h2>")
+        if m.get("same_weights_as"):
+            parts.append(f"<p>The same weights as {html.escape(m['same_weights_as'])}, scored once: the figures below "
+                         "are its.</p>")
         if m.get("frames"):
             f = m["frames"]
             cal = f["calibration"]

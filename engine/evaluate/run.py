@@ -63,15 +63,25 @@ class EvaluateConfig(Section):
 def _detect(cfg: EvaluateConfig, models: dict, tracking_uri: str | None) -> tuple[dict, object, dict]:
     from engine.evaluate.frames import detect_all, evaluate_frames, heldout_frames
     from engine.evaluate.videos import evaluate_videos
-    from engine.models.detector import build_detector
+    from engine.models.detector import build_detector, weights_digest
 
     results, dets_by_model, frames_table = {}, {}, None
     videos = cfg.videos or (Path(cfg.world) / "heldout_videos.parquet")
+    scored = {}  # weights digest -> the model first scored with those weights
     for name, (weights, info) in models.items():
         entry = {"source": info["source"], **({"version": info["version"]} if "version" in info else {})}
+        detector = build_detector(str(weights))
+        twin = scored.setdefault((weights_digest(detector.model), tuple(detector.names.items())), name)
+        if twin != name:  # e.g. the search's best trial was the fine-tune's own settings: the same model, scored once
+            log.info("%s has the weights of %s: its figures are %s's", name, twin, twin)
+            results[name] = {**entry, **{k: results[twin][k] for k in ("frames", "events") if k in results[twin]},
+                             "same_weights_as": twin}
+            if twin in dets_by_model:
+                dets_by_model[name] = dets_by_model[twin]
+            continue
         if cfg.frames:
             frames_table = heldout_frames(Path(cfg.world) / "heldout")
-            dets = detect_all(build_detector(str(weights)), frames_table, cfg.imgsz, cfg.tta)
+            dets = detect_all(detector, frames_table, cfg.imgsz, cfg.tta)
             dets_by_model[name] = dets
             entry["frames"] = evaluate_frames(dets, frames_table, cfg.conf_threshold, cfg.iou_threshold, cfg.slices,
                                               cfg.calibration_bins)

@@ -61,6 +61,21 @@ def resolve_architecture(source: str) -> str:
     return source
 
 
+def weights_digest(model) -> str:
+    """sha256 of a torch module's parameters and buffers (names, dtypes, shapes, values): two
+    checkpoint files that differ only in what they record beside the weights (training
+    arguments, metrics, dates) give the same digest."""
+    import hashlib
+
+    import torch
+
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
 def detector_class_names(source: str) -> list[str]:
     """The class names a detector predicts, in class-id order (builds it once, offline)."""
     return [name for _, name in sorted(build_detector(source).names.items())]

@@ -6,6 +6,7 @@ images by the scan's rule) and keeps the best by fitness = F1 - FP rate."""
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from pathlib import Path
@@ -16,6 +17,8 @@ import torch
 from engine.segment.metrics import FpRule, SegmentationEvaluator
 from engine.segment.predict import predict_probabilities
 from engine.train.losses import segmentation_loss
+
+log = logging.getLogger("quarry.segment")
 
 
 def run_epoch(model, loader, optimizer, scheduler, s, device) -> dict:
@@ -142,7 +145,10 @@ def train_plain(model, dataset, s, epochs: int, device="cpu", weights=None) -> l
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine(epochs * len(loader)))
     losses = []
     for epoch in range(epochs):
+        started = time.perf_counter()
         if sampler is not None:
             sampler.set_epoch(epoch)
         losses.append(run_epoch(model.to(device), loader, optimizer, scheduler, s, device))
+        log.info("segmenter epoch %d/%d: loss %.3f (%.1f s)", epoch + 1, epochs, losses[-1]["train_loss"],
+                 time.perf_counter() - started)
     return losses
