@@ -143,6 +143,7 @@ def test_a_model_with_the_weights_of_another_is_scored_once(tiny_demo, tmp_path)
     from engine.evaluate.config import ModelRef
     from engine.evaluate.run import headline, run_evaluation
     from engine.mining.identity import file_sha256
+    from engine.models.detector import build_detector, weights_digest
 
     config, result = tiny_demo
     work = Path(config.work_dir)
@@ -160,8 +161,17 @@ def test_a_model_with_the_weights_of_another_is_scored_once(tiny_demo, tmp_path)
     assert models["copy"]["same_weights_as"] == "base" and "same_weights_as" not in models["fine_tuned"]
     assert headline(models["copy"]) == headline(models["base"]) != headline(models["fine_tuned"])
     assert models["copy"]["source"] == str(copy)
-    assert not (work / "events" / file_sha256(copy)[:16]).exists()
     assert "(the weights of base)" in (tmp_path / "evaluate" / "report.html").read_text()
+    # the events are kept per weights digest, with the file they were mined with
+    folder = work / "events" / weights_digest(build_detector(str(base)).model)[:16]
+    assert file_sha256(folder / "detector.pt") == file_sha256(base)
+    timelines = {p: p.stat().st_mtime_ns for p in (folder / "timelines").glob("*.parquet")}
+    assert timelines
+    # a later evaluation of the copy alone (as `quarry promote` scores a challenger) finds them done
+    cfg.models = [ModelRef(name="copy", source=str(copy))]
+    again = run_evaluation(cfg)["models"]["copy"]
+    assert "same_weights_as" not in again and headline(again) == headline(models["base"])
+    assert {p: p.stat().st_mtime_ns for p in (folder / "timelines").glob("*.parquet")} == timelines
 
 
 def test_promotion_decision_is_tagged_and_a_fresh_process_loads_the_champion(tiny_demo):

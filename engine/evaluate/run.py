@@ -5,6 +5,7 @@ images; an HTML report, a JSON of every number, an MLflow run."""
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from pathlib import Path
 from typing import Literal
@@ -14,10 +15,9 @@ from pydantic import Field, model_validator
 from engine.config import ConfigError, Section, config_hash
 from engine.evaluate.config import ModelRef
 from engine.mining.config import GateConfig, MineConfig, SelectionConfig
-from engine.mining.identity import file_sha256
 from engine.raycluster import RayConfig
 from engine.staging import publish_now
-from engine.storage import atomic_write_json
+from engine.storage import atomic_path, atomic_write_json
 from engine.tracking import REGISTRY_STORE_DIR, TrackingConfig, log_job_run, resolve_tracking_uri
 
 log = logging.getLogger("quarry.evaluate")
@@ -71,7 +71,8 @@ def _detect(cfg: EvaluateConfig, models: dict, tracking_uri: str | None) -> tupl
     for name, (weights, info) in models.items():
         entry = {"source": info["source"], **({"version": info["version"]} if "version" in info else {})}
         detector = build_detector(str(weights))
-        twin = scored.setdefault((weights_digest(detector.model), tuple(detector.names.items())), name)
+        digest = weights_digest(detector.model)
+        twin = scored.setdefault((digest, tuple(detector.names.items())), name)
         if twin != name:  # e.g. the search's best trial was the fine-tune's own settings: the same model, scored once
             log.info("%s has the weights of %s: its figures are %s's", name, twin, twin)
             results[name] = {**entry, **{k: results[twin][k] for k in ("frames", "events") if k in results[twin]},
@@ -86,10 +87,24 @@ def _detect(cfg: EvaluateConfig, models: dict, tracking_uri: str | None) -> tupl
             entry["frames"] = evaluate_frames(dets, frames_table, cfg.conf_threshold, cfg.iou_threshold, cfg.slices,
                                               cfg.calibration_bins)
         if Path(videos).is_file():
-            events_dir = Path(cfg.events_dir or Path(cfg.out_dir) / "events") / file_sha256(weights)[:16]
-            entry["events"] = evaluate_videos(weights, cfg.mining, Path(videos), events_dir, cfg.merge_gap_frames)
+            events_dir = Path(cfg.events_dir or Path(cfg.out_dir) / "events") / digest[:16]
+            entry["events"] = evaluate_videos(_events_model(Path(weights), events_dir), cfg.mining, Path(videos),
+                                              events_dir, cfg.merge_gap_frames)
         results[name] = entry
     return results, frames_table, dets_by_model
+
+
+def _events_model(weights: Path, events_dir: Path) -> Path:
+    """The file the events in `events_dir` (one folder per weights digest) are mined with: the
+    first file evaluated with those weights, kept there. Another file with the same weights (a
+    checkpoint that records other metrics beside them) is then the same model to the mining run,
+    which finds its videos done, in this evaluation or a later one (`quarry promote`'s)."""
+    kept = events_dir / "detector.pt"
+    if not kept.is_file():
+        with atomic_path(kept) as tmp:
+            shutil.copyfile(weights, tmp)
+        publish_now(kept)  # scoring actors on any node read it from the store
+    return kept
 
 
 def _segment(cfg: EvaluateConfig, models: dict) -> dict:
