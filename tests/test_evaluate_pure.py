@@ -1,4 +1,5 @@
-"""Frame-level metrics against scikit-learn, calibration, and video events on hand-made timelines."""
+"""Frame-level metrics against scikit-learn, calibration, video events on hand-made timelines, and
+the weights digest that tells two files of one model apart from two models."""
 
 from __future__ import annotations
 
@@ -76,3 +77,25 @@ def test_video_events_recall_and_false_alarms_per_hour():
     assert r["false_alarms"] == 3 and r["false_alarms_per_video"] == 1.0
     assert r["false_alarms_per_hour"] == pytest.approx(3 / 0.3)
     assert r["videos_with_false_alarm"] == 2
+
+
+def test_the_weights_digest_sees_every_bit_of_the_weights_and_the_class_names():
+    import torch
+
+    from engine.models.detector import weights_digest
+
+    first = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    same = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    same.load_state_dict(first.state_dict())
+    assert weights_digest(same) == weights_digest(first)
+    with torch.no_grad():  # one weight moved by the smallest step a float32 takes
+        same[0].bias[0] = torch.nextafter(same[0].bias[0], torch.tensor(1.0))
+    assert weights_digest(same) != weights_digest(first)
+    renamed = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    renamed.load_state_dict(first.state_dict())
+    renamed.names = {0: "cone"}
+    assert weights_digest(renamed) != weights_digest(first)
+    buffers = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    buffers.load_state_dict(first.state_dict())
+    buffers[1].num_batches_tracked += 1  # a buffer, not a parameter
+    assert weights_digest(buffers) != weights_digest(first)

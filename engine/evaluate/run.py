@@ -72,7 +72,7 @@ def _detect(cfg: EvaluateConfig, models: dict, tracking_uri: str | None) -> tupl
         entry = {"source": info["source"], **({"version": info["version"]} if "version" in info else {})}
         detector = build_detector(str(weights))
         digest = weights_digest(detector.model)
-        twin = scored.setdefault((digest, tuple(detector.names.items())), name)
+        twin = scored.setdefault(digest, name)
         if twin != name:  # e.g. the search's best trial was the fine-tune's own settings: the same model, scored once
             log.info("%s has the weights of %s: its figures are %s's", name, twin, twin)
             results[name] = {**entry, **{k: results[twin][k] for k in ("frames", "events") if k in results[twin]},

@@ -62,14 +62,15 @@ def resolve_architecture(source: str) -> str:
 
 
 def weights_digest(model) -> str:
-    """sha256 of a torch module's parameters and buffers (names, dtypes, shapes, values): two
-    checkpoint files that differ only in what they record beside the weights (training
-    arguments, metrics, dates) give the same digest."""
+    """sha256 of a torch module's parameters and buffers (names, dtypes, shapes, values) and its
+    class names where it has them (an Ultralytics model does): two checkpoint files that differ
+    only in what they record beside the model (training arguments, metrics, dates) give the same
+    digest."""
     import hashlib
 
     import torch
 
-    digest = hashlib.sha256()
+    digest = hashlib.sha256(repr(getattr(model, "names", None)).encode())
     for name, tensor in model.state_dict().items():
         digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
         digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
