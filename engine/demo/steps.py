@@ -170,7 +170,7 @@ def train_config(config: DemoConfig, data: Path, model: Path, out: Path, trackin
 def evaluate_config(config: DemoConfig, out: Path, clip: Path | None, tracking_uri: str,
                     models: list[ModelRef]) -> EvaluateConfig:
     """`models` on the world's held-out frames and videos; events are mined with the demo's
-    settings and cached per model content under <work>/events, so every round shares them."""
+    settings and cached per model weights under <work>/events, so every round shares them."""
     work = Path(config.work_dir)
     cfg = config.evaluate.model_copy(deep=True)
     cfg.world, cfg.out_dir, cfg.events_dir, cfg.models = work / "world", out, work / "events", models

@@ -34,7 +34,8 @@ class EvaluateConfig(Section):
     mining: MineConfig = Field(MineConfig(gate=GateConfig(min_cue_kinds=1), selection=SelectionConfig(quota_per_video=1)),
                                description="detect videos: the mining settings (decode, scoring, gate) events are judged with")
     events_dir: Path | None = Field(None, description=(
-        "detect videos: mining outputs, one folder per model content (reused by later runs); default <out_dir>/events"))
+        "detect videos: mining outputs, one folder per model weights digest (reused by later runs, whatever file "
+        "holds the weights); default <out_dir>/events"))
     merge_gap_frames: int = Field(5, ge=0, description="alarm runs this many sampled frames apart are one event")
     conf_threshold: float = Field(0.25, ge=0.0, le=1.0)
     iou_threshold: float = Field(0.5, gt=0.0, le=1.0)
