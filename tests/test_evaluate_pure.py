@@ -99,3 +99,18 @@ def test_the_weights_digest_sees_every_bit_of_the_weights_and_the_class_names():
     buffers.load_state_dict(first.state_dict())
     buffers[1].num_batches_tracked += 1  # a buffer, not a parameter
     assert weights_digest(buffers) != weights_digest(first)
+
+
+def test_events_are_mined_with_the_first_checkpoint_of_their_weights_and_an_architecture_as_given(tmp_path):
+    from engine.evaluate.run import _events_model
+
+    arch = tmp_path / "net.yaml"  # random weights: the mining run builds them from it (it cannot load a copy as a .pt)
+    arch.write_text("nc: 1\n")
+    assert _events_model(arch, tmp_path / "events" / "a") == arch
+    assert not (tmp_path / "events" / "a").exists()
+    first, other = tmp_path / "first.pt", tmp_path / "other.pt"
+    first.write_bytes(b"the weights, as the fine-tune saved them")
+    other.write_bytes(b"the same weights, saved by a trial with its metrics")
+    kept = _events_model(first, tmp_path / "events" / "b")
+    assert kept == tmp_path / "events" / "b" / "detector.pt" and kept.read_bytes() == first.read_bytes()
+    assert _events_model(other, tmp_path / "events" / "b") == kept and kept.read_bytes() == first.read_bytes()

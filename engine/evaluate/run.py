@@ -100,6 +100,8 @@ def _events_model(weights: Path, events_dir: Path) -> Path:
     first file evaluated with those weights, kept there. Another file with the same weights (a
     checkpoint that records other metrics beside them) is then the same model to the mining run,
     which finds its videos done, in this evaluation or a later one (`quarry promote`'s)."""
+    if weights.suffix.lower() != ".pt":  # an architecture: the mining run builds its random weights the same way
+        return weights
     kept = events_dir / "detector.pt"
     if not kept.is_file():
         with atomic_path(kept) as tmp:
