@@ -203,3 +203,19 @@ def test_the_review_steps_key_follows_the_clip_checkpoint_and_the_categories(tmp
     assert review_key(config, [f"categorise.clip.checkpoint={tmp_path / 'clip.pt'}"]) != plain
     other = config.model_copy(update={"categories": {**config.categories, "tractor": "a photo of a tractor"}})
     assert review_key(other, []) != plain
+
+
+def test_the_final_table_says_when_the_tuned_model_is_the_fine_tuned_one():
+    from engine.demo.report import DETECTION_KEYS, final_lines
+
+    figures = dict.fromkeys(DETECTION_KEYS, 0.5)
+    result = {"final": {"detection": {"base": figures, "fine_tuned": figures, "tuned": figures},
+                        "rounds": [{"round": 1, "decision": "promoted", **figures}], "promotion": "promoted",
+                        "seconds": {"train": 1.0},
+                        "machine": {"cpu": "cpu", "cores": 2, "torch": "2", "torch_cpu_capability": "AVX2"}},
+              "steps": {"evaluate": {"report": "report.html", "models": {"base": {}, "fine_tuned": {},
+                                                                         "tuned": {"same_weights_as": "fine_tuned"}}},
+                        "review": {"sheet": "sheet/index.html"}},
+              "tracking_uri": "sqlite:////work/mlflow.db"}
+    rows = [line.split(" | ")[0] for line in final_lines(result) if line.startswith("| ") and "0.500" in line]
+    assert rows == ["| base", "| fine-tuned", "| tuned (= fine-tuned: the same weights)"]

@@ -151,7 +151,9 @@ def final_lines(result: dict) -> list[str]:
     lines = ["", "## Held-out results (other seeds than all training and mining data)", "",
              "| detector | lookalike-frame FP rate | false alarms / fp-or-clean video | event recall | frame recall | mAP50 |",
              "|---|---|---|---|---|---|"]
-    lines += [f"| {name.replace('_', '-')} | " + " | ".join(_num(row[k]) for k in DETECTION_KEYS) + " |"
+    twins = {name: f" (= {row['same_weights_as'].replace('_', '-')}: the same weights)"
+             for name, row in result["steps"]["evaluate"]["models"].items() if row.get("same_weights_as")}
+    lines += [f"| {name.replace('_', '-')}{twins.get(name, '')} | " + " | ".join(_num(row[k]) for k in DETECTION_KEYS) + " |"
               for name, row in final["detection"].items()]
     if len(final["rounds"]) > 1:
         lines += ["", "Each round's challenger (round 1: the tuned model; later rounds: the promoted model fine-tuned "
