@@ -151,10 +151,9 @@ def final_lines(result: dict) -> list[str]:
     lines = ["", "## Held-out results (other seeds than all training and mining data)", "",
              "| detector | lookalike-frame FP rate | false alarms / fp-or-clean video | event recall | frame recall | mAP50 |",
              "|---|---|---|---|---|---|"]
-    twins = {name: f" (= {row['same_weights_as'].replace('_', '-')}: the same weights)"
-             for name, row in result["steps"]["evaluate"]["models"].items() if row.get("same_weights_as")}
-    lines += [f"| {name.replace('_', '-')}{twins.get(name, '')} | " + " | ".join(_num(row[k]) for k in DETECTION_KEYS) + " |"
-              for name, row in final["detection"].items()]
+    evaluated = result["steps"]["evaluate"]["models"]
+    lines += [f"| {_model_label(name, evaluated.get(name, {}))} | " + " | ".join(_num(row[k]) for k in DETECTION_KEYS)
+              + " |" for name, row in final["detection"].items()]
     if len(final["rounds"]) > 1:
         lines += ["", "Each round's challenger (round 1: the tuned model; later rounds: the promoted model fine-tuned "
                       "again on fresh videos' hard negatives):", "",
@@ -186,6 +185,12 @@ HEADLINE_COLUMNS = (("fp_rate", "lookalike-frame FP rate"), ("false_alarms_per_v
                     ("mcc", "frame MCC"), ("map50", "mAP50"), ("map50_95", "mAP50-95"))
 
 
+def _model_label(name: str, evaluated: dict) -> str:
+    """A detector's row name; one with another model's weights (scored once) says so."""
+    twin = evaluated.get("same_weights_as")
+    return name.replace("_", "-") + (f" (= {twin.replace('_', '-')}: the same weights)" if twin else "")
+
+
 def _num(value) -> str:
     return "—" if value is None else f"{value:.3f}"
 
@@ -205,9 +210,7 @@ def _loop_sections(st: dict) -> list[str]:
               "   | model | " + " | ".join(label for _, label in HEADLINE_COLUMNS) + " |",
               "   |---|" + "---|" * len(HEADLINE_COLUMNS)]
     for name, row in ev["models"].items():
-        lines.append(f"   | {name.replace('_', '-')} | " + " | ".join(_num(row.get(k)) for k, _ in HEADLINE_COLUMNS) + " |")
-    lines += [f"   ({name.replace('_', '-')} has the same weights as {row['same_weights_as'].replace('_', '-')}: scored once)"
-              for name, row in ev["models"].items() if row.get("same_weights_as")]
+        lines.append(f"   | {_model_label(name, row)} | " + " | ".join(_num(row.get(k)) for k, _ in HEADLINE_COLUMNS) + " |")
     pr = st["promote"]
     lines += ["", f"11. promote [{_how(pr)}]: {pr['decision']}"
               + (f" — base model registered as version {pr['base_registered']['version']} @champion first"
