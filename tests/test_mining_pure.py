@@ -64,6 +64,19 @@ def test_gate_gap_breaks_persistence():
     assert result.semantic_state.tolist() == ["OUT", "INSIDE", "INSIDE", "INSIDE", "EXITING", "OUT", "OUT", "INSIDE", "INSIDE"]
 
 
+def test_the_gate_passes_on_the_detector_cues_alone_whatever_the_fused_score():
+    """Why evaluation mines its events without CLIP: an event is a run of frames the gate passes,
+    and CLIP reaches the gate only through the fused score, which moves the confidence alone."""
+    rng = np.random.default_rng(0)
+    cues = rng.integers(0, 16, 300)
+    params = GateParams(min_cue_kinds=2, min_frames=3, window_frames=5)
+    with_clip, without = run_gate(cues, rng.random(300), params), run_gate(cues, np.zeros(300), params)
+    assert with_clip.gate_pass.any() and not with_clip.gate_pass.all()
+    np.testing.assert_array_equal(with_clip.gate_pass, without.gate_pass)
+    np.testing.assert_array_equal(with_clip.semantic_state, without.semantic_state)
+    assert not np.allclose(with_clip.gate_confidence, without.gate_confidence)
+
+
 def test_gate_confidence_known_answer():
     mask = np.array([CONE | BARREL] * 4)
     fused = np.array([0.5, 0.5, 0.5, 0.9])

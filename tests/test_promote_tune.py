@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from engine.config import ConfigError, load_config
 from engine.registry.promote import GateConfig, judge
@@ -165,6 +166,8 @@ def test_a_model_with_the_weights_of_another_is_scored_once(tiny_demo, tmp_path)
     # the events are kept per weights digest, with the file they were mined with
     folder = work / "events" / weights_digest(build_detector(str(base)).model)[:16]
     assert file_sha256(folder / "detector.pt") == file_sha256(base)
+    # mined without CLIP, which only ranks candidates: the events are the gate's (tests/test_mining_pure.py)
+    assert yaml.safe_load((folder / "config.resolved.yaml").read_text())["scoring"]["use_clip"] is False
     timelines = {p: p.stat().st_mtime_ns for p in (folder / "timelines").glob("*.parquet")}
     assert timelines
     # a later evaluation of the copy alone (as `quarry promote` scores a challenger) finds them done

@@ -170,11 +170,13 @@ def train_config(config: DemoConfig, data: Path, model: Path, out: Path, trackin
 def evaluate_config(config: DemoConfig, out: Path, clip: Path | None, tracking_uri: str,
                     models: list[ModelRef]) -> EvaluateConfig:
     """`models` on the world's held-out frames and videos; events are mined with the demo's
-    settings and cached per model weights under <work>/events, so every round shares them."""
+    settings (CLIP as `evaluate.mining.scoring.use_clip` says: off, as events need only the
+    gate) and cached per model weights under <work>/events, so every round shares them."""
     work = Path(config.work_dir)
     cfg = config.evaluate.model_copy(deep=True)
     cfg.world, cfg.out_dir, cfg.events_dir, cfg.models = work / "world", out, work / "events", models
     cfg.mining = mining_config(config, work / "events", config.evaluate.mining.selection, work / "world" / "videos.parquet",
                                work / "base" / "base.pt", clip, tracking_uri)
+    cfg.mining.scoring.use_clip = config.evaluate.mining.scoring.use_clip
     cfg.tracking.tracking_uri = cfg.tracking.tracking_uri or tracking_uri
     return cfg

@@ -14,7 +14,7 @@ from pydantic import Field, model_validator
 
 from engine.config import ConfigError, Section, config_hash
 from engine.evaluate.config import ModelRef
-from engine.mining.config import GateConfig, MineConfig, SelectionConfig
+from engine.mining.config import GateConfig, MineConfig, ScoringConfig, SelectionConfig
 from engine.raycluster import RayConfig
 from engine.staging import publish_now
 from engine.storage import atomic_path, atomic_write_json
@@ -31,7 +31,10 @@ class EvaluateConfig(Section):
     world: Path = Field(Path("runs/world"), description="a synthetic world: its heldout/ frames, heldout_videos, segmentation")
     frames: bool = Field(True, description="detect: evaluate on <world>/heldout frames")
     videos: Path | None = Field(None, description="detect: a video manifest for event metrics (default <world>/heldout_videos.parquet)")
-    mining: MineConfig = Field(MineConfig(gate=GateConfig(min_cue_kinds=1), selection=SelectionConfig(quota_per_video=1)),
+    # without CLIP: an event is a run of frames the gate passes, and the gate reads only the
+    # detector's cues (engine/mining/gating.py); CLIP's score only ranks candidates
+    mining: MineConfig = Field(MineConfig(scoring=ScoringConfig(use_clip=False), gate=GateConfig(min_cue_kinds=1),
+                                          selection=SelectionConfig(quota_per_video=1)),
                                description="detect videos: the mining settings (decode, scoring, gate) events are judged with")
     events_dir: Path | None = Field(None, description=(
         "detect videos: mining outputs, one folder per model weights digest (reused by later runs, whatever file "
