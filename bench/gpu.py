@@ -65,7 +65,7 @@ def mine_config(manifest: Path, out_dir: Path, detector: str, precision: str, la
     half = PRECISIONS[precision]
     return load_config(MineConfig, REPO / "configs" / "mine.yaml", [
         f"input.source={manifest}", f"output.out_dir={out_dir}", f"scoring.detector.source={detector}",
-        f"scoring.detector.half={half}", f"scoring.clip.half={half}", f"decode.layout={layout}",
+        "scoring.clip.checkpoint=null", f"scoring.detector.half={half}", f"scoring.clip.half={half}", f"decode.layout={layout}",
         f"decode.batch_frames={batch}", f"scoring.min_actors={actors}", f"scoring.max_actors={actors}",
         f"scoring.num_gpus_per_actor={1 / actors}", "tracking.enabled=false", f"ray.num_cpus={os.cpu_count()}"])
 

@@ -322,14 +322,15 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     detector = detector_path(work)
     results = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "detector": detector}, "runs": []}
-    probe_cfg = load_config(MineConfig, REPO / "configs" / "mine.yaml", [f"scoring.detector.source={detector}"])
+    random_clip = "scoring.clip.checkpoint=null"  # random weights, as the detector's: the same work as trained ones
+    probe_cfg = load_config(MineConfig, REPO / "configs" / "mine.yaml", [f"scoring.detector.source={detector}", random_clip])
     results["startup_breakdown"] = startup_breakdown(probe_cfg)
     print("start-up breakdown:", json.dumps(results["startup_breakdown"]))
     for n in [int(v) for v in args.videos.split(",")]:
         manifest = make_videos(work, n, seed=100 + n)
         cfg = load_config(MineConfig, REPO / "configs" / "mine.yaml", [
             f"input.source={manifest}", f"output.out_dir={work / f'mine-{n}-{int(time.time())}'}",
-            f"scoring.detector.source={detector}", f"scoring.max_actors={args.max_actors}",
+            f"scoring.detector.source={detector}", random_clip, f"scoring.max_actors={args.max_actors}",
             "tracking.enabled=false", "ray.num_cpus=" + str(os.cpu_count())])
         videos = list_inputs(cfg.input.source, cfg.input.extensions)
         full = n < args.all_variants_below

@@ -21,8 +21,10 @@ SUMMARY = "build a YOLO or segmentation training set with sampling weights from 
 
 
 def remote_keys(data: dict) -> tuple[list[str], list[str]]:
-    """Object-store keys (engine/staging.py): each table brings the folder its rows point into."""
-    return ["detect.base_data", "detect.labels", "detect.candidates", "segment.index", "segment.hard_negatives"], ["out_dir"]
+    """Object-store keys (engine/staging.py): each table brings the folder its rows point into; the
+    CLIP checkpoint near-duplicates are judged with."""
+    return ["detect.base_data", "detect.labels", "detect.candidates", "segment.index", "segment.hard_negatives",
+            "clip.checkpoint"], ["out_dir"]
 
 
 def run(config: BuildConfig) -> dict:

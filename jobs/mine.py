@@ -16,6 +16,7 @@ from engine.config import write_resolved_config
 from engine.mining.config import MineConfig
 from engine.mining.run import check_cue_classes, mining_inputs, run_mining
 from engine.mining.summary import summary_markdown
+from engine.models.clip import check_clip_source
 from engine.models.detector import check_detector_source
 from engine.tracking import log_job_run
 
@@ -24,13 +25,15 @@ SUMMARY = "mine candidate frames from videos (Ray Data, detector + CLIP, tempora
 
 
 def remote_keys(data: dict) -> tuple[list[str], list[str]]:
-    """Object-store keys (engine/staging.py): the detector and the output folder; the videos are
-    read from the store by the scoring tasks themselves."""
-    return ["scoring.detector.source"], ["output.out_dir"]
+    """Object-store keys (engine/staging.py): the detector, the CLIP checkpoint and the output
+    folder; the videos are read from the store by the scoring tasks themselves."""
+    return ["scoring.detector.source", "scoring.clip.checkpoint"], ["output.out_dir"]
 
 
 def run(config: MineConfig) -> dict:
     check_detector_source(config.scoring.detector.source)
+    if config.scoring.use_clip:
+        check_clip_source(config.scoring.clip, "scoring.clip")
     check_cue_classes(config)
     videos = mining_inputs(config)
     write_resolved_config(config, config.output.out_dir)

@@ -53,7 +53,7 @@ def mine_config(manifest, detector, out_dir) -> MineConfig:
     return load_config(MineConfig, REPO / "configs" / "mine.yaml", [
         f"input.source={manifest}",
         f"output.out_dir={out_dir}",
-        f"scoring.detector.source={detector}",
+        f"scoring.detector.source={detector}", "scoring.clip.checkpoint=null",
         "scoring.detector.conf_threshold=0.001",  # random weights: confidences are ~0.003
         "scoring.cue_conf=0.001",
         "scoring.max_actors=1",
@@ -229,6 +229,21 @@ def test_unloadable_detector_is_a_clear_error(manifest, tmp_path):
         mine.run(mine_config(manifest, garbage, tmp_path / "out"))
     with pytest.raises(ModelError, match="detector weights not found"):
         mine.run(mine_config(manifest, tmp_path / "missing.pt", tmp_path / "out"))
+
+
+@pytest.mark.reliability("bad config")
+def test_a_missing_clip_checkpoint_is_one_line_naming_its_key_before_any_work(manifest, random_detector, tmp_path, capfd):
+    """It used to reach the scoring actors: Ray printed their traceback before Quarry's line."""
+    from jobs.cli import run_job
+
+    missing, out = tmp_path / "missing.pt", tmp_path / "out"
+    code = run_job(mine, ["--config", str(REPO / "configs" / "mine.yaml"), f"input.source={manifest}",
+                          f"output.out_dir={out}", f"scoring.detector.source={random_detector}",
+                          f"scoring.clip.checkpoint={missing}"])
+    err = capfd.readouterr().err
+    assert code == 2
+    assert err.strip().splitlines()[-1] == f"quarry mine: scoring.clip.checkpoint = '{missing}': CLIP checkpoint not found"
+    assert "Traceback" not in err and not out.exists()
 
 
 def test_decode_in_tasks_layout_gives_the_same_candidates(first_run, manifest, random_detector, tmp_path):

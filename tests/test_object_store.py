@@ -53,7 +53,7 @@ def store(tiny_demo, tmp_path_factory):
     work = Path(tiny_demo[0].work_dir)
     s3 = boto3.client("s3")
     s3.create_bucket(Bucket=BUCKET)
-    files = [p for p in (work / "world").rglob("*") if p.is_file()] + [work / "base" / "base.pt", work / "base" / "base_seg.pt"]
+    files = [p for p in (work / "world").rglob("*") if p.is_file()] + [work / "base" / n for n in ("base.pt", "base_seg.pt", "clip.pt")]
     for path in files:
         s3.upload_file(str(path), BUCKET, path.relative_to(work).as_posix())
     yield {"work": work, "local": tmp_path_factory.mktemp("local"), "mlflow": tmp_path_factory.mktemp("mlflow"),
@@ -101,14 +101,14 @@ def test_every_job_reads_and_writes_s3_with_the_same_results_as_local_disk(store
     work, local, s3 = store["work"], store["local"], f"s3://{BUCKET}"
     track = f"tracking.tracking_uri=sqlite:///{store['mlflow']}/mlflow.db"
 
-    # mine: videos read from the store by the tasks, the detector and the outputs mirrored
+    # mine: videos read from the store by the tasks, the detector, CLIP and the outputs mirrored
     mine_local, mine_s3, printed = _both(
         mine, store, capfd,
         {"input.source": work / "world/videos.parquet", "scoring.detector.source": work / "base/base.pt",
-         "output.out_dir": local / "mine"},
+         "scoring.clip.checkpoint": work / "base/clip.pt", "output.out_dir": local / "mine"},
         {"input.source": f"{s3}/world/videos.parquet", "scoring.detector.source": f"{s3}/base/base.pt",
-         "output.out_dir": f"{s3}/mine"},
-        ["scoring.use_clip=false", "selection.mode=false-alarms", "gate.min_cue_kinds=1", "decode.stride=2", track])
+         "scoring.clip.checkpoint": f"{s3}/base/clip.pt", "output.out_dir": f"{s3}/mine"},
+        ["selection.mode=false-alarms", "gate.min_cue_kinds=1", "decode.stride=2", track])
     candidates = _same_table(mine_local / "candidates.parquet", mine_s3 / "candidates.parquet", ["video_key", "frame"])
     assert len(candidates) > 0
     assert f"{s3}/mine" in printed
@@ -133,10 +133,10 @@ def test_every_job_reads_and_writes_s3_with_the_same_results_as_local_disk(store
     build_local, build_s3, _ = _both(
         build, store, capfd,
         {"detect.base_data": work / "world/detection/data.yaml", "detect.labels": label_local / "labels.parquet",
-         "detect.candidates": "null", "out_dir": local / "dataset"},
+         "detect.candidates": "null", "clip.checkpoint": work / "base/clip.pt", "out_dir": local / "dataset"},
         {"detect.base_data": f"{s3}/world/detection/data.yaml", "detect.labels": f"{s3}/label/labels.parquet",
-         "detect.candidates": "null", "out_dir": f"{s3}/dataset"},
-        ["dedup=false"])
+         "detect.candidates": "null", "clip.checkpoint": f"{s3}/base/clip.pt", "out_dir": f"{s3}/dataset"},
+        [])
     samples = _same_table(build_local / "samples.parquet", build_s3 / "samples.parquet", ["split", "name"])
     assert set(samples.kind) >= {"positive", "hard_negative"}
     assert "data.yaml" in _listed(store, "dataset/")
@@ -379,16 +379,15 @@ def test_tune_trials_on_another_node_read_the_store_and_a_new_machine_resumes_th
 
 def test_actors_on_another_node_load_their_models_from_the_store(store, two_nodes):
     """Mining's, labelling's and scanning's actors, on the node without the driver's mirror,
-    bring the detector (and the scan's images and segmenter) from the store, label's frames and
+    bring the detector and CLIP (and the scan's images and segmenter) from the store, label's frames and
     label files are written by the driver into its mirror and reach the store, and each job finds
     what it finds from local paths on the same cluster."""
     work, local, s3 = store["work"], store["local"], f"s3://{BUCKET}"
-    mining = ["scoring.use_clip=false", "selection.mode=false-alarms", "gate.min_cue_kinds=1", "decode.stride=2",
-              "tracking.enabled=false"]
-    _on_the_cluster(two_nodes, "mine", f"input.source={s3}/world/videos.parquet",
-                    f"scoring.detector.source={s3}/base/base.pt", f"output.out_dir={s3}/cluster/mine", *mining)
-    _on_the_cluster(two_nodes, "mine", f"input.source={work}/world/videos.parquet",
-                    f"scoring.detector.source={work}/base/base.pt", f"output.out_dir={local}/cluster-mine", *mining)
+    mining = ["selection.mode=false-alarms", "gate.min_cue_kinds=1", "decode.stride=2", "tracking.enabled=false"]
+    _on_the_cluster(two_nodes, "mine", f"input.source={s3}/world/videos.parquet", f"scoring.detector.source={s3}/base/base.pt",
+                    f"scoring.clip.checkpoint={s3}/base/clip.pt", f"output.out_dir={s3}/cluster/mine", *mining)
+    _on_the_cluster(two_nodes, "mine", f"input.source={work}/world/videos.parquet", f"scoring.detector.source={work}/base/base.pt",
+                    f"scoring.clip.checkpoint={work}/base/clip.pt", f"output.out_dir={local}/cluster-mine", *mining)
     mirrored = store["mirror"] / "s3" / BUCKET / "cluster"
     candidates = _same_table(local / "cluster-mine" / "candidates.parquet", mirrored / "mine" / "candidates.parquet",
                              ["video_key", "frame"])

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from engine.models import ModelError
-from engine.models.clip import ClipSpec, build_clip
+from engine.models.clip import ClipSpec, build_clip, check_clip_source
 from engine.models.detector import build_detector
 from engine.models.segmenter import SegmenterSpec, build_segmenter
 from engine.offline import OFFLINE_ENV, enable_offline
@@ -85,6 +85,23 @@ def test_clip_and_segmenter_errors(tmp_path):
         build_segmenter(SegmenterSpec(arch="NoSuchNet"))
     with pytest.raises(ModelError, match="checkpoint not found"):
         build_segmenter(SegmenterSpec(checkpoint=tmp_path / "missing.pth"))
+
+
+@pytest.mark.reliability("bad config")
+def test_a_clip_checkpoint_is_checked_by_its_key_and_random_weights_are_named(tmp_path, caplog):
+    """The check jobs run before any work: a missing checkpoint is an error naming the config key;
+    a CLIP without a checkpoint or pretrained tag (random weights, noise to fuse or compare) is a
+    warning; a checkpoint that exists passes quietly."""
+    with pytest.raises(ModelError, match=r"^scoring.clip.checkpoint = '.*missing.pt': CLIP checkpoint not found$"):
+        check_clip_source(ClipSpec(checkpoint=tmp_path / "missing.pt"), "scoring.clip")
+    with caplog.at_level("WARNING", logger="quarry.models"):
+        check_clip_source(ClipSpec(), "categorise.clip")
+    assert "categorise.clip: no checkpoint or pretrained tag, so CLIP quarry-tiny-clip has random weights" in caplog.text
+    caplog.clear()
+    (tmp_path / "clip.pt").write_bytes(b"checked for existence here; loaded by build_clip")
+    with caplog.at_level("WARNING", logger="quarry.models"):
+        check_clip_source(ClipSpec(checkpoint=tmp_path / "clip.pt"), "clip")
+    assert caplog.text == ""
 
 
 def test_segmenter_checkpoint_round_trip(tmp_path):

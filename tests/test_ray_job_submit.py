@@ -112,7 +112,7 @@ def test_mine_as_a_submitted_ray_job(head, tiny_world, tmp_path):
     out = tmp_path / "mine-out"
     submit(head, "python", "-m", "jobs.mine", "--config", "configs/mine.yaml",
            f"input.source={Path(cfg.out_dir) / 'videos.parquet'}", f"output.out_dir={out}",
-           f"scoring.detector.source={detector}", "scoring.detector.conf_threshold=0.001",
+           f"scoring.detector.source={detector}", "scoring.clip.checkpoint=null", "scoring.detector.conf_threshold=0.001",
            "scoring.cue_conf=0.001", "gate.min_cue_kinds=1", "gate.min_frames=1", "scoring.max_actors=1", "-q")
     summary = json.loads((out / "summary.json").read_text())
     assert summary["inputs"] == {"total": 7, "processed": 7, "errored": 0, "skipped_done": 0}

@@ -220,8 +220,9 @@ def build_detection_set(cfg: BuildConfig, embed=None) -> dict:
 def _clip_embedder(cfg: BuildConfig):
     import cv2
 
-    from engine.models.clip import build_clip, encode_images
+    from engine.models.clip import build_clip, check_clip_source, encode_images
 
+    check_clip_source(cfg.clip, "clip")
     clip = build_clip(cfg.clip)
 
     def embed(paths: list[str]) -> np.ndarray:

@@ -77,7 +77,9 @@ class FrameScorer:
         from engine.staging import pull_on_this_node
 
         started = time.perf_counter()
-        pull_on_this_node({"scoring.detector.source": self.scoring.detector.source})  # on a node without the driver's mirror
+        # on a node without the driver's mirror
+        pull_on_this_node({"scoring.detector.source": self.scoring.detector.source,
+                           "scoring.clip.checkpoint": self.scoring.clip.checkpoint if self.scoring.use_clip else None})
         self.detector = build_detector(self.scoring.detector.source)
         names = self.detector.names
         wanted = self.scoring.cue_classes or list(names.values())

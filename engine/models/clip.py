@@ -15,6 +15,8 @@ from engine.config import Section
 from engine.models import ModelError, not_plain_weights, resolve_device, seeded_init
 from engine.offline import enable_offline
 
+log = logging.getLogger("quarry.models")
+
 TINY_CLIP_CONFIG = Path(__file__).parent / "archs" / "quarry-tiny-clip.json"
 # The shipped tiny CLIP sees whole 16:9 dashcam frames squashed to a square: a centre crop
 # would cut off the road's edges, where work-zone objects stand.
@@ -43,6 +45,17 @@ class ClipModel:
     preprocess: Any
     tokenizer: Any
     arch: str
+
+
+def check_clip_source(spec: ClipSpec, key: str) -> None:
+    """Before any work: fail when the checkpoint named at `key` (a config key) is missing, and
+    warn when the model would have random weights, whose scores are noise to a job that fuses,
+    ranks or compares them."""
+    if spec.checkpoint is not None and not Path(spec.checkpoint).is_file():
+        raise ModelError(f"{key}.checkpoint = '{spec.checkpoint}': CLIP checkpoint not found")
+    if spec.checkpoint is None and spec.pretrained is None:
+        log.warning("%s: no checkpoint or pretrained tag, so CLIP %s has random weights and its scores are noise; "
+                    "set %s.checkpoint (`quarry pretrain` writes runs/base/clip.pt)", key, spec.arch, key)
 
 
 def _register_arch(spec: ClipSpec) -> str:

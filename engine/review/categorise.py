@@ -66,10 +66,11 @@ def by_clip(table: pd.DataFrame, cfg: ReviewConfig) -> dict:
     category (at least `min_probability`) is recorded with its probability."""
     import cv2
 
-    from engine.models.clip import build_clip, encode_images, encode_texts, logit_scale
+    from engine.models.clip import build_clip, check_clip_source, encode_images, encode_texts, logit_scale
 
     todo = table if cfg.categorise.overwrite else table[table["category"].isna()]
     names = list(cfg.categories)
+    check_clip_source(cfg.categorise.clip, "categorise.clip")
     clip = build_clip(cfg.categorise.clip)
     text = encode_texts(clip, [cfg.categories[n] for n in names])
     scale = logit_scale(clip)
