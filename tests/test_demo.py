@@ -219,3 +219,25 @@ def test_the_final_table_says_when_the_tuned_model_is_the_fine_tuned_one():
               "tracking_uri": "sqlite:////work/mlflow.db"}
     rows = [line.split(" | ")[0] for line in final_lines(result) if line.startswith("| ") and "0.500" in line]
     assert rows == ["| base", "| fine-tuned", "| tuned (= fine-tuned: the same weights)"]
+
+
+def test_without_a_trained_clip_the_review_categorises_nothing_and_says_so(tiny_demo, tmp_path):
+    """The quick profile trains no CLIP; a random CLIP's zero-shot categories were reported as if
+    they meant something ("right for 30 %")."""
+    import shutil
+
+    from engine.demo.report import format_report
+    from engine.demo.steps import review_step
+
+    config, result = tiny_demo
+    mined = tmp_path / "mine"
+    shutil.copytree(Path(config.work_dir) / "mine", mined, ignore=shutil.ignore_patterns("sheet", "reviews.jsonl"))
+    manifest = mined / "candidates.parquet"  # its snapshot paths are relative to its folder
+    candidates = pd.read_parquet(manifest)
+    review = review_step(config, manifest, [])
+    assert review["categorised"] == {} and review["category_accuracy"] is None
+    assert review["accepted"] == len(candidates) > 0
+    answers = [json.loads(line) for line in (mined / "reviews.jsonl").read_text().splitlines()]
+    assert answers and {a["field"] for a in answers} == {"decision"}
+    report = format_report({**result, "steps": {**result["steps"], "review": {**review, "step_seconds": 1.0, "reused": False}}})
+    assert "6. review [1 s]: not categorised (no CLIP trained: clip.enabled=false); " in report

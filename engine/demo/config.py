@@ -43,8 +43,9 @@ SEEDED_SECTIONS = ("base_model", "clip", "segmenter", "segment_train", "train.de
 
 # `quarry demo profile=quick`: a first look at the detection loop within 5 minutes on 2 CPU
 # cores: a smaller world, shorter schedules, two short trials; no CLIP (a few minutes of
-# training leave it below chance, so mining scores with the detector alone and the set is not
-# deduplicated) and no segmentation branch. Its figures are noisier than the full demo's.
+# training leave it below chance, so mining scores with the detector alone, review leaves the
+# candidates uncategorised and the set is not deduplicated) and no segmentation branch. Its
+# figures are noisier than the full demo's.
 QUICK_PROFILE = [
     "videos.n_workzone=4", "videos.n_lookalike=4", "videos.n_clean=2", "videos.duration_s=4",
     "heldout_videos.n_workzone=4", "heldout_videos.n_lookalike=4", "heldout_videos.n_clean=2",

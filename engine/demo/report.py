@@ -74,9 +74,11 @@ def format_report(result: dict) -> str:
                      f"of {tr['kept']}")
     r = st["review"]
     acc = r["category_accuracy"]
-    lines += ["", f"6. review [{_how(r)}]: CLIP zero-shot categories " + ", ".join(f"{k} {v}" for k, v in r["categorised"].items())
-              + f"; right for {_pct(acc['accuracy'])} of {acc['candidates']} (the world knows each lookalike); "
-                f"{r['accepted']} accepted as hard negatives; contact sheet {r['sheet']}"]
+    categories = ("CLIP zero-shot categories " + ", ".join(f"{k} {v}" for k, v in r["categorised"].items())
+                  + f"; right for {_pct(acc['accuracy'])} of {acc['candidates']} (the world knows each lookalike)"
+                  if acc else "not categorised (no CLIP trained: clip.enabled=false)")
+    lines += ["", f"6. review [{_how(r)}]: {categories}; {r['accepted']} accepted as hard negatives; "
+                  f"contact sheet {r['sheet']}"]
     b = st["build"]
     lines += ["", f"7. build [{_how(b)}]: {b['samples']['train']} train / {b['samples']['val']} val samples "
                   f"({b['duplicates_dropped']} near-duplicates dropped, {len(b['errors'])} errors) -> {b['out_dir']}", "",

@@ -8,8 +8,8 @@ in the same work dir (the report says so):
      edges      edge-case mining (seed 000's fused-score band) on the work-zone (tp) videos, the
                 frames a labeller should look at; scored against the world's ground truth
   5. label      pseudo-labels for the videos' frames, false-alarm boxes dropped by rule
-  6. review     the mined candidates categorised by CLIP zero-shot and sheeted; accepted
-                as hard negatives (they come from videos labelled false alarms)
+  6. review     the mined candidates categorised by CLIP zero-shot (when a CLIP was trained) and
+                sheeted; accepted as hard negatives (they come from videos labelled false alarms)
   7. build      the training set: base data + labelled frames + accepted hard negatives + the edge
                 cases, labelled by the world's ground truth (the demo's stand-in for a labeller)
   8. train      fine-tune the base detector on 2 Ray Train workers; base vs fine-tuned on held-out frames

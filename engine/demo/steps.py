@@ -113,19 +113,23 @@ def review_key(config: DemoConfig, clip_override: list[str]) -> str:
 
 
 def review_step(config: DemoConfig, manifest: Path, clip_override: list[str]) -> dict:
-    """Categorise the candidates with CLIP, accept those of false-alarm videos, sheet them."""
+    """Categorise the candidates with the CLIP pretrain trained (`clip_override` names it; none
+    without one, as a random CLIP's categories would be noise), accept those of false-alarm
+    videos, sheet them."""
     from engine.review.reviews import current_reviews
     from jobs import review
 
     reviews = manifest.parent / "reviews.jsonl"
     reviews.unlink(missing_ok=True)  # the demo's answers are its own: start them afresh
     base = [f"candidates={manifest}", f"categories={json.dumps(config.categories)}"]
-    categorised = review.run(load_config(ReviewConfig, None, [*base, "command=categorise", "categorise.method=clip",
-                                                              *clip_override]))
+    categorised, accuracy = {}, None
+    if clip_override:
+        categorised = review.run(load_config(ReviewConfig, None, [*base, "command=categorise", "categorise.method=clip",
+                                                                  *clip_override]))["by_category"]
+        accuracy = categorisation_accuracy(pd.read_parquet(manifest), current_reviews(reviews))
     accepted = review.run(load_config(ReviewConfig, None, [*base, "command=accept", "select.video_labels=[fp, clean]"]))
     sheet = review.run(load_config(ReviewConfig, None, [*base, "command=sheet"]))
-    accuracy = categorisation_accuracy(pd.read_parquet(manifest), current_reviews(reviews))
-    return {"categorised": categorised["by_category"], "accepted": accepted["accepted"], "sheet": sheet["sheet"],
+    return {"categorised": categorised, "accepted": accepted["accepted"], "sheet": sheet["sheet"],
             "category_accuracy": accuracy}
 
 
