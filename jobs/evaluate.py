@@ -14,7 +14,6 @@ import sys
 
 from engine.config import write_resolved_config
 from engine.evaluate.run import EvaluateConfig, headline, run_evaluation
-from engine.tracking import log_job_run
 
 CONFIG = EvaluateConfig
 SUMMARY = "evaluate models side by side on held-out frames, videos or segmentation images; HTML report"
@@ -28,14 +27,7 @@ def remote_keys(data: dict) -> tuple[list[str], list[str]]:
 
 def run(config: EvaluateConfig) -> dict:
     write_resolved_config(config, config.out_dir)
-    result = run_evaluation(config)
-    if config.tracking.enabled:
-        metrics = {f"{name}.{k}": v for name, m in result["models"].items() for k, v in headline(m).items()
-                   if isinstance(v, (int, float))}
-        out = config.out_dir
-        result.update(log_job_run(config.tracking, out, "evaluate", "", config, metrics,
-                                  [out / "report.html", out / "report.json", *sorted(out.glob("*.png"))]))
-    return result
+    return run_evaluation(config)  # logs its MLflow run in the registry's store
 
 
 def format_summary(result: dict) -> str:

@@ -177,6 +177,27 @@ def test_a_model_with_the_weights_of_another_is_scored_once(tiny_demo, tmp_path)
     assert {p: p.stat().st_mtime_ns for p in (folder / "timelines").glob("*.parquet")} == timelines
 
 
+def test_quarry_evaluate_logs_one_mlflow_run_with_its_report_and_plots(tiny_demo, tmp_path):
+    """`quarry evaluate` logged its run twice: in the registry's store and again in a second
+    SQLite store inside its out_dir."""
+    from engine.demo.steps import evaluate_config
+    from engine.evaluate.config import ModelRef
+    from jobs import evaluate
+
+    config, result = tiny_demo
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    base = Path(config.work_dir) / "base" / "base.pt"
+    cfg = evaluate_config(config, tmp_path / "evaluate", None, uri, [ModelRef(name="base", source=str(base))])
+    summary = evaluate.run(cfg)
+    client = _client(uri)
+    runs = client.search_runs([client.get_experiment_by_name("quarry-evaluate").experiment_id])
+    assert [r.info.run_id for r in runs] == [summary["mlflow_run_id"]]
+    assert runs[0].data.metrics["base.fp_rate"] == summary["models"]["base"]["frames"]["frames"]["fp_rate"]
+    logged = {a.path for a in client.list_artifacts(summary["mlflow_run_id"])}
+    assert {"report.html", "report.json", "pr_curves.png", "confusion.png"} <= logged
+    assert not list((tmp_path / "evaluate").rglob("mlflow.db"))
+
+
 def test_promotion_decision_is_tagged_and_a_fresh_process_loads_the_champion(tiny_demo):
     config, result = tiny_demo
     promotion, uri = result["steps"]["promote"], result["tracking_uri"]

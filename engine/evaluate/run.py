@@ -157,7 +157,8 @@ def run_evaluation(cfg: EvaluateConfig) -> dict:
     if tracking_uri:
         metrics = {f"{n}.{k}": v for n, row in rows.items() for k, v in row.items() if v is not None}
         result.update(log_job_run(cfg.tracking.model_copy(update={"tracking_uri": tracking_uri}), out, "evaluate",
-                                  config_hash(cfg), cfg, metrics, [out / "report.html", out / "report.json"]))
+                                  config_hash(cfg), cfg, metrics,
+                                  [out / "report.html", out / "report.json", *sorted(out.glob("*.png"))]))
     atomic_write_json(out / "summary.json", {k: v for k, v in result.items() if k != "models"} | {"models": rows})
     return result
 
