@@ -26,6 +26,18 @@ def test_the_gate_passes_when_every_rule_holds():
     assert [r["rule"] for r in rules] == ["recall", "fp", "map"] and all(r["passed"] for r in rules)
 
 
+def test_the_first_promotion_says_there_was_no_champion_and_which_rule_applied():
+    """It printed "champion was None"."""
+    from jobs.promote import format_summary
+
+    first = {"model": "quarry-detector", "decision": "promoted", "challenger_version": 2, "champion_version": None,
+             "rules": judge(GateConfig(), {"event_recall": 0.96, "fp_rate": 0.3, "map50": 0.5}, None)}
+    assert format_summary(first).splitlines()[:2] == [
+        "# quarry-detector: promoted (challenger version 2, no champion before: only the recall rule applies)",
+        "- pass recall: event_recall 0.9600 >= 0.95"]
+    assert "champion was version 1)" in format_summary({**first, "decision": "refused", "champion_version": 1})
+
+
 @pytest.mark.parametrize("challenger, failing", [
     ({"event_recall": 0.94, "fp_rate": 0.1, "map50": 0.7}, "recall"),
     ({"event_recall": 1.0, "fp_rate": 0.5, "map50": 0.7}, "fp"),   # equal is not lower
