@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 
 from engine.build.config import BuildConfig
-from engine.build.run import run_build, summary_markdown
+from engine.build.run import check_out_dir, run_build, summary_markdown
 from engine.config import write_resolved_config
 
 CONFIG = BuildConfig
@@ -28,6 +28,7 @@ def remote_keys(data: dict) -> tuple[list[str], list[str]]:
 
 
 def run(config: BuildConfig) -> dict:
+    check_out_dir(config)
     write_resolved_config(config, config.out_dir)
     return run_build(config)
 

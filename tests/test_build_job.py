@@ -145,6 +145,14 @@ def test_segmentation_set_with_zero_masks_and_seed_003_weights(tiny_demo, tmp_pa
     area = samples.forgery_area_frac
     expected = np.where(samples.kind == "hard_negative", 5.0, np.where(area < 0.01, 3.0, np.where(area < 0.05, 2.0, 1.0)))
     assert samples.weight.tolist() == expected.tolist()
+    # a detection set built into the same folder would replace its samples and images and leave
+    # its masks (the documented `quarry build task=segment ...` did that to runs/dataset)
+    before = {p: p.stat().st_mtime_ns for p in (tmp_path / "seg").rglob("*")}
+    detect = load_config(build.BuildConfig, None, [f"detect.base_data={world / 'detection' / 'data.yaml'}",
+                                                   "detect.labels=null", "detect.candidates=null", f"out_dir={tmp_path / 'seg'}"])
+    with pytest.raises(ConfigError, match=r"out_dir = '.*seg': holds a segment set; building a detect set there"):
+        build.run(detect)
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "seg").rglob("*")} == before
 
 
 def test_scan_hard_negatives_from_a_relative_index_reach_the_segmentation_set(tiny_demo, tmp_path, monkeypatch):

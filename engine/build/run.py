@@ -10,6 +10,7 @@ from pathlib import Path
 
 from engine.build.config import BuildConfig
 from engine.build.weights import effective_shares, sample_weights
+from engine.config import ConfigError
 from engine.storage import atomic_write_json, write_table
 
 log = logging.getLogger("quarry.build")
@@ -21,6 +22,21 @@ def dataset_hash(samples) -> str:
     for row in samples.sort_values("path").itertuples(index=False):
         digest.update(f"{row.path}|{row.split}|{row.weight:.6g}|{row.loss_weight:.6g}|{row.kind}".encode())
     return digest.hexdigest()[:12]
+
+
+def check_out_dir(cfg: BuildConfig) -> None:
+    """A set of the other task in `out_dir` would be half replaced (its samples table and images),
+    half left (labels/ or masks/): refuse before touching it."""
+    import pyarrow.parquet as pq
+
+    table = Path(cfg.out_dir) / "samples.parquet"
+    if not table.is_file():
+        return
+    columns = set(pq.read_schema(table).names)
+    held = "detect" if "label_path" in columns else "segment" if "mask_path" in columns else None
+    if held is not None and held != cfg.task:
+        raise ConfigError(f"out_dir = {str(cfg.out_dir)!r}: holds a {held} set; building a {cfg.task} set there would "
+                          f"overwrite it: give another out_dir (configs/train-segment.yaml reads a segment set from runs/dataset-seg)")
 
 
 def run_build(cfg: BuildConfig) -> dict:
