@@ -29,8 +29,10 @@ def run(config: PromoteConfig) -> dict:
 
 def format_summary(summary: dict) -> str:
     champion = summary["champion_version"]
-    before = f"champion was version {champion}" if champion is not None else "no champion before: only the recall rule applies"
-    lines = [f"# {summary['model']}: {summary['decision']} (challenger version {summary['challenger_version']}, {before})"]
+    before = (f"champion was version {champion}" if champion is not None
+              else "no champion before: only the recall rule applies")
+    lines = [f"# {summary['model']}: {summary['decision']} "
+             f"(challenger version {summary['challenger_version']}, {before})"]
     lines += [f"- {'pass' if r['passed'] else 'FAIL'} {r['rule']}: {r['detail']}" for r in summary["rules"]]
     if summary.get("report"):
         lines.append(f"report: {summary['report']}")

@@ -35,8 +35,9 @@ def check_out_dir(cfg: BuildConfig) -> None:
     columns = set(pq.read_schema(table).names)
     held = "detect" if "label_path" in columns else "segment" if "mask_path" in columns else None
     if held is not None and held != cfg.task:
-        raise ConfigError(f"out_dir = {str(cfg.out_dir)!r}: holds a {held} set; building a {cfg.task} set there would "
-                          f"overwrite it: give another out_dir (configs/train-segment.yaml reads a segment set from runs/dataset-seg)")
+        raise ConfigError(f"out_dir = {str(cfg.out_dir)!r}: holds a {held} set; building a {cfg.task} set there "
+                          "would overwrite it: give another out_dir (configs/train-segment.yaml reads a segment set "
+                          "from runs/dataset-seg)")
 
 
 def run_build(cfg: BuildConfig) -> dict:
