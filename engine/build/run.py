@@ -24,6 +24,12 @@ def dataset_hash(samples) -> str:
     return digest.hexdigest()[:12]
 
 
+def built_set_task(columns) -> str | None:
+    """The task a built set's samples table (its column names) is for: detect sets name label
+    files, segment sets mask files."""
+    return "detect" if "label_path" in columns else "segment" if "mask_path" in columns else None
+
+
 def check_out_dir(cfg: BuildConfig) -> None:
     """A set of the other task in `out_dir` would be half replaced (its samples table and images),
     half left (labels/ or masks/): refuse before touching it."""
@@ -32,8 +38,7 @@ def check_out_dir(cfg: BuildConfig) -> None:
     table = Path(cfg.out_dir) / "samples.parquet"
     if not table.is_file():
         return
-    columns = set(pq.read_schema(table).names)
-    held = "detect" if "label_path" in columns else "segment" if "mask_path" in columns else None
+    held = built_set_task(pq.read_schema(table).names)
     if held is not None and held != cfg.task:
         raise ConfigError(f"out_dir = {str(cfg.out_dir)!r}: holds a {held} set; building a {cfg.task} set there "
                           "would overwrite it: give another out_dir (configs/train-segment.yaml reads a segment set "

@@ -41,13 +41,16 @@ def check_inputs(cfg: TrainConfig, keys: str = "") -> None:
         raise ConfigError(f"{data}: no built set (samples.parquet) there; run `quarry build` first")
     import pandas as pd
 
+    from engine.build.run import built_set_task
+
     samples = pd.read_parquet(Path(cfg.data) / "samples.parquet")
     for split in ("train", "val"):
         if not (samples["split"] == split).any():
             raise ConfigError(f"{data}: the {split} split is empty")
-    if cfg.task == "detect" and "label_path" not in samples:
+    held = built_set_task(samples.columns)
+    if cfg.task == "detect" and held != "detect":
         raise ConfigError(f"{data}: a segmentation set; use {keys}task=segment")
-    if cfg.task == "segment" and "mask_path" not in samples:
+    if cfg.task == "segment" and held != "segment":
         raise ConfigError(f"{data}: a detection set; use {keys}task=detect")
     if cfg.task == "detect":
         from engine.models.detector import check_detector_source
