@@ -31,6 +31,16 @@ class Section(BaseModel):
 
     @field_validator("*", mode="before")
     @classmethod
+    def _no_blank_value(cls, value: Any) -> Any:
+        """`out_dir=` (an unset shell variable) would be `Path("")`, the current folder: mining
+        read every video under it and a build wrote its set there. No key of Quarry's takes an
+        empty string, so it is an error; null unsets a key that allows none."""
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("an empty value (write null to unset a key that takes none)")
+        return value
+
+    @field_validator("*", mode="before")
+    @classmethod
     def _no_store_uri_in_a_local_path(cls, value: Any, info: ValidationInfo) -> Any:
         """A job's own object-store keys hold mirror paths by now (engine/staging.py), so a URI
         left in a path key is one the job does not read from a store: say so, rather than let

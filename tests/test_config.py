@@ -232,3 +232,19 @@ def test_every_job_names_an_unknown_or_misplaced_key(job):
     first = next(iter(module.CONFIG.model_fields))
     with pytest.raises(ConfigError, match=rf"{first}"):
         load_config(module.CONFIG, None, [f"{first}.no_such_leaf=1"])
+
+
+@pytest.mark.reliability("bad config")
+@pytest.mark.parametrize(("job", "override"), [("mine", "input.source="), ("mine", "output.out_dir= "),
+                                               ("build", "out_dir="), ("train", "data="), ("demo", "work_dir=")])
+def test_an_empty_value_is_an_error_not_the_current_folder(job, override):
+    """`key=` from an unset shell variable: `Path("")` is the current folder, where mining read
+    every video under it and a build or a demo wrote its outputs."""
+    import importlib
+
+    module = importlib.import_module(f"jobs.{job}")
+    key = override.partition("=")[0]
+    with pytest.raises(ConfigError, match=rf"{key} = '\s*': an empty value \(write null"):
+        load_config(module.CONFIG, None, [override])
+    with pytest.raises(ConfigError, match=rf"{key} = '': an empty value"):
+        load_config(module.CONFIG, None, [f"{key}=''"])
