@@ -246,6 +246,23 @@ def test_a_missing_clip_checkpoint_is_one_line_naming_its_key_before_any_work(ma
     assert "Traceback" not in err and not out.exists()
 
 
+
+@pytest.mark.reliability("bad config")
+def test_a_scoring_actor_a_local_ray_cannot_hold_is_refused_not_waited_for(manifest, random_detector, tmp_path, capfd):
+    """A GPU per actor on a CPU machine (as configs/cluster/ ask): Ray Data waited forever,
+    printing "No available node types can fulfill resource request" every 35 s."""
+    from jobs.cli import run_job
+
+    code = run_job(mine, ["--config", str(REPO / "configs" / "mine.yaml"), f"input.source={manifest}",
+                          f"output.out_dir={tmp_path / 'out'}", f"scoring.detector.source={random_detector}",
+                          "scoring.clip.checkpoint=null", "scoring.num_cpus_per_actor=64", "ray.num_cpus=2"])
+    err = capfd.readouterr().err
+    assert code == 2
+    assert err.strip().splitlines()[-1].startswith(
+        "quarry mine: scoring.num_cpus_per_actor = 64 with scoring.num_gpus_per_actor = 0 (one actor) needs 64 CPUs at "
+        "once, and this machine's local Ray has 2"), err[-2000:]
+
+
 def test_decode_in_tasks_layout_gives_the_same_candidates(first_run, manifest, random_detector, tmp_path):
     cfg, _ = first_run
     tasks_cfg = mine_config(manifest, random_detector, tmp_path / "out")

@@ -238,6 +238,23 @@ def test_resume_from_a_stopped_run_continues_where_it_stopped(trained, tiny_data
         train.run(bad)
 
 
+
+@pytest.mark.reliability("bad config")
+@pytest.mark.parametrize("job,prefix", [("train", ""), ("tune", "train.")])
+def test_workers_a_local_ray_cannot_hold_are_refused_not_waited_for(job, prefix, tiny_dataset, tmp_path, capsys):
+    """Ray Train waits for a worker group that does not fit, retrying every 60 s with its own
+    traceback; a local Ray cannot grow, so the job refuses the run, naming the keys."""
+    from jobs import cli
+
+    data, work = tiny_dataset
+    code = cli.main([job, f"{prefix}data={data}", f"{prefix}detect.model={work / 'base' / 'base.pt'}",
+                     f"out_dir={tmp_path / 'out'}", f"{prefix}scaling.num_workers=1000", "tracking.enabled=false", "-q"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert f"quarry {job}: {prefix}scaling.num_workers = 1000 x cpus_per_worker = " in err, err[-2000:]
+    assert "CPUs at once, and this machine's local Ray has" in err and "Traceback" not in err
+
+
 def test_segmentation_variants_train_and_load_with_smp(tiny_demo, tmp_path):
     from engine.config import load_config as load
     from engine.models.segmenter import SegmenterSpec, build_segmenter

@@ -26,7 +26,7 @@ from engine.labels.config import LabelConfig
 from engine.labels.sources import LabelSource, list_sources
 from engine.labels.stages import FILE_COLUMNS, FrameLabeler, plan_label_tasks, write_frame_files
 from engine.mining.identity import file_sha256, package_version
-from engine.raycluster import own_errors_surface, ray_session
+from engine.raycluster import check_actor_fits, own_errors_surface, ray_session
 from engine.storage import atomic_write_json, atomic_write_text, write_table
 from engine.video.chunks import VideoAssembler
 
@@ -177,6 +177,7 @@ def run_labelling(cfg: LabelConfig) -> dict:
     labelled = {"results": {}, "frames": 0, "seconds": 0.0}
     if todo:
         with ray_session(cfg.ray):
+            check_actor_fits(cfg.ray, cfg.pool, "pool")
             labelled = label_sources(cfg, todo, rh)
     labels, boxes, errors = rebuild_tables(out, sources)
     failed_sources = sum(1 for s in sources if (latest_attempt(out, s.key) or ("error",))[0] == "error")

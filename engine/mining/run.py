@@ -17,7 +17,7 @@ from engine.mining.outputs import rebuild_tables
 from engine.mining.pipeline import completed_keys, mine_videos
 from engine.mining.stages import MAX_CUE_KINDS
 from engine.mining.summary import summarize_candidates, summary_markdown
-from engine.raycluster import ray_session
+from engine.raycluster import check_actor_fits, ray_session
 from engine.storage import atomic_write_json, atomic_write_text
 
 log = logging.getLogger("quarry.mine")
@@ -75,6 +75,7 @@ def run_mining(config: MineConfig, videos: list[VideoInput]) -> dict:
     mined = {"results": {}, "frames_scored": 0, "seconds": 0.0, "startup_s": 0.0, "steady_fps": 0.0}
     if todo:
         with ray_session(config.ray):
+            check_actor_fits(config.ray, config.scoring, "scoring")
             mined = mine_videos(config, todo, provenance)
     candidates, errors = rebuild_tables(out, videos)
     attempts = [a for a in (latest_attempt(out, v.key) for v in videos) if a]

@@ -15,7 +15,7 @@ import pandas as pd
 from pydantic import Field
 
 from engine.config import ConfigError, Section, config_to_dict
-from engine.raycluster import ActorPoolConfig, RayConfig, own_errors_surface, ray_session
+from engine.raycluster import ActorPoolConfig, RayConfig, check_actor_fits, own_errors_surface, ray_session
 from engine.segment.metrics import FpRule, image_fp_stats, is_false_positive
 from engine.storage import atomic_write_json, write_table
 from engine.tracking import TrackingConfig
@@ -136,6 +136,7 @@ def run_scan(cfg: ScanConfig) -> dict:
     started = time.perf_counter()
     groups = [paths[i : i + cfg.images_per_task] for i in range(0, len(paths), cfg.images_per_task)]
     with ray_session(cfg.ray), own_errors_surface():
+        check_actor_fits(cfg.ray, cfg.pool, "pool")
         ray.data.DataContext.get_current().enable_progress_bars = False
         ds = ray.data.from_items([{"paths_json": json.dumps(g)} for g in groups], override_num_blocks=len(groups))
         ds = ds.map_batches(ScanStage, batch_size=1, batch_format="pandas",

@@ -33,6 +33,18 @@ class ScalingSection(Section):
                              "(gpus_per_worker: 1) or train on one worker")
         return self
 
+    def check_fits(self, ray_cfg, keys: str = "", extra: tuple[str, float] | None = None) -> None:
+        """Every worker of a run starts at once, so all of them must fit a local Ray
+        (`check_local_ray_fits`); `extra`: (its key, CPUs) that the run holds besides them."""
+        from engine.raycluster import check_local_ray_fits
+
+        cpus = self.num_workers * self.cpus_per_worker + (extra[1] if extra else 0.0)
+        gpus = self.num_workers * self.gpus_per_worker if self.use_gpu else 0.0
+        asked = (f"{keys}scaling.num_workers = {self.num_workers} x cpus_per_worker = {self.cpus_per_worker:g}"
+                 + (f" x gpus_per_worker = {self.gpus_per_worker:g}" if self.use_gpu else "")
+                 + (f" + {extra[0]} = {extra[1]:g}" if extra else ""))
+        check_local_ray_fits(ray_cfg, {"CPU": cpus, "GPU": gpus}, asked)
+
     def ray_scaling_config(self):
         """Ray Train's ScalingConfig for these workers."""
         from ray.train import ScalingConfig

@@ -83,6 +83,7 @@ def run_training(cfg: TrainConfig) -> dict:
         ("segmenter", name) for name in (cfg.segment.models or list(cfg.segment.variants))]
     results = {}
     with ray_session(cfg.ray, dashboard=True):  # Ray Train asks its state API
+        cfg.scaling.check_fits(cfg.ray)
         for kind, variant in jobs:
             label = variant or "detector"
             tags = {"quarry.job": "train", "quarry.config_hash": ch, "quarry.dataset_hash": data_hash,

@@ -109,6 +109,7 @@ def run_tuning(cfg: TuneConfig) -> dict:
         {"cpu": cfg.trial_cpus})
     try:
         with ray_session(cfg.ray, dashboard=True), own_errors_surface():
+            cfg.train.scaling.check_fits(cfg.ray, "train.", ("trial_cpus", cfg.trial_cpus))
             if resumed:
                 log.info("resuming the search in %s", experiment)
                 tuner = tune.Tuner.restore(experiment, trainable=trainable, resume_unfinished=True, resume_errored=True)
