@@ -40,7 +40,7 @@ def remote_keys(data: dict) -> tuple[list[str], list[str]]:
 def run(config: ReviewConfig) -> dict:
     from engine.review import categorise
 
-    table = select(load_candidates(config), config.select)
+    table = select(load_candidates(config), config.select, list(config.categories))
     command = config.command
     if command == "stats":
         return {"command": command, **stats(table)}

@@ -79,6 +79,24 @@ def test_stats_sample_accept_reject_and_export(manifest, tmp_path):
         _run(path, "command=export", "select.score_column=nope", "select.band_low=0.1")
 
 
+
+@pytest.mark.reliability("bad config")
+@pytest.mark.slow
+def test_a_selection_that_names_nothing_is_an_error_not_an_empty_answer(manifest):
+    """A typo in an id or a category selected nothing: `reject select.ids=[...]` answered
+    "rejected: 0" and wrote nothing, so the frame stayed a hard negative."""
+    path, table = manifest
+    real = sorted(table.video_key + "_f" + table.frame.astype(str))[0]
+    with pytest.raises(ConfigError, match=r"select.ids: \['nope_f1'\] not in the manifest \(an id is <video_key>_f<frame>"):
+        _run(path, "command=reject", f"select.ids=[{real}, nope_f1]")
+    with pytest.raises(ConfigError, match=r"select.categories: \['orange_truck'\] not a category \(the categories: "):
+        _run(path, "command=accept", "select.categories=[orange_truck]")
+    with pytest.raises(ConfigError, match=r"select.band_low \(0.9\) > select.band_high \(0.1\)"):
+        _run(path, "command=export", "select.band_low=0.9", "select.band_high=0.1")
+    assert _run(path, "command=stats")["by_decision"] == {"none": len(table)}  # nothing written
+    assert _run(path, "command=stats", "select.categories=[none, orange_trucks]")["candidates"] == len(table)
+
+
 @pytest.mark.slow
 def test_bulk_categorise_by_rules_then_clip_keeps_earlier_answers(manifest, tiny_demo):
     path, table = manifest

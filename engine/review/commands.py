@@ -30,7 +30,10 @@ def load_candidates(cfg: ReviewConfig) -> pd.DataFrame:
     return table
 
 
-def select(table: pd.DataFrame, s: SelectConfig) -> pd.DataFrame:
+def select(table: pd.DataFrame, s: SelectConfig, categories: list[str] = ()) -> pd.DataFrame:
+    """The candidates every condition of `s` keeps. A category that is neither one of
+    `categories` (the configured ones) nor in the table, or an id that is not in the table, is a
+    typo that would select nothing, so it is an error."""
     keep = pd.Series(True, index=table.index)
     if s.band_low is not None or s.band_high is not None:
         if s.score_column not in table.columns:
@@ -40,12 +43,21 @@ def select(table: pd.DataFrame, s: SelectConfig) -> pd.DataFrame:
         keep &= score.between(s.band_low if s.band_low is not None else -float("inf"),
                               s.band_high if s.band_high is not None else float("inf"))
     if s.categories is not None:
+        unknown = sorted(set(s.categories) - set(categories) - set(table["category"].dropna()) - {"none"})
+        if unknown:
+            raise ConfigError(f"select.categories: {unknown} not a category (the categories: {sorted(categories)}, "
+                              f"or 'none' for not categorised yet)")
         keep &= table["category"].fillna("none").isin(s.categories)
     if s.decisions is not None:
         keep &= table["decision"].fillna("none").isin(s.decisions)
     if s.video_labels is not None:
         keep &= table["video_label"].isin(s.video_labels)
     if s.ids is not None:
+        unknown = sorted(set(s.ids) - set(table["candidate_id"]))
+        if unknown:
+            example = f", e.g. {table['candidate_id'].iloc[0]!r}" if len(table) else ""
+            raise ConfigError(f"select.ids: {unknown[:5]}{' ...' if len(unknown) > 5 else ''} not in the manifest "
+                              f"(an id is <video_key>_f<frame>{example})")
         keep &= table["candidate_id"].isin(s.ids)
     return table[keep]
 

@@ -32,6 +32,12 @@ class SelectConfig(Section):
     video_labels: list[str] | None = None
     ids: list[str] | None = Field(None, description="only these candidate ids (<video_key>_f<frame>)")
 
+    @model_validator(mode="after")
+    def _band(self):
+        if self.band_low is not None and self.band_high is not None and self.band_low > self.band_high:
+            raise ValueError(f"select.band_low ({self.band_low}) > select.band_high ({self.band_high})")
+        return self
+
 
 class RuleConfig(Section):
     category: str
