@@ -62,6 +62,23 @@ def test_a_gate_metric_that_was_not_evaluated_is_a_config_error():
         judge(GateConfig(), {"frame_recall": 1.0}, None)
 
 
+@pytest.mark.reliability("bad config")
+def test_a_gate_metric_that_evaluate_never_reports_is_refused_before_the_evaluation():
+    """`gate.recall_metric=recal` failed only after the held-out evaluation had run."""
+    from engine.evaluate.run import HEADLINE_METRICS, headline
+    from engine.registry.promote import PromoteConfig
+
+    with pytest.raises(ConfigError, match=r"gate.recall_metric = 'recal': not a metric `quarry evaluate` reports \(one of "):
+        load_config(PromoteConfig, None, ["gate.recall_metric=recal"])
+    for metric in ("frame_recall", "false_alarms_per_video", "pixel_recall"):
+        assert load_config(PromoteConfig, None, [f"gate.fp_metric={metric}"]).gate.fp_metric == metric
+    every = {"frames": {"frames": dict.fromkeys(("precision", "recall", "f1", "mcc", "fp_rate"), 0.5),
+                        "objects": dict.fromkeys(("recall", "map50", "map50_95"), 0.5), "calibration": {}},
+             "events": dict.fromkeys(("event_recall", "false_alarms_per_video", "false_alarms_per_hour"), 0.5),
+             "segmentation": {"pixels": dict.fromkeys(("precision", "recall", "f1", "fp_rate"), 0.5)}}
+    assert set(headline(every)) == set(HEADLINE_METRICS)
+
+
 def test_the_objective_adds_the_recall_shortfall_and_subtracts_the_tiebreak():
     from engine.tune.objective import ObjectiveConfig, objective
 

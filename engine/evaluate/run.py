@@ -163,8 +163,13 @@ def run_evaluation(cfg: EvaluateConfig) -> dict:
     return result
 
 
+HEADLINE_METRICS = ("frame_precision", "frame_recall", "f1", "mcc", "fp_rate", "object_recall", "map50", "map50_95",
+                    "ece", "ece_calibrated", "event_recall", "false_alarms_per_video", "false_alarms_per_hour",
+                    "pixel_precision", "pixel_recall", "pixel_f1")
+
+
 def headline(m: dict) -> dict:
-    """The figures a summary table shows for one model."""
+    """The figures a summary table shows for one model (named in HEADLINE_METRICS)."""
     row = {}
     if m.get("frames"):
         fr, ob = m["frames"]["frames"], m["frames"]["objects"]

@@ -9,12 +9,12 @@ import logging
 import time
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from engine.config import ConfigError, Section
 from engine.errors import Refused
 from engine.evaluate.config import ModelRef
-from engine.evaluate.run import EvaluateConfig, headline, run_evaluation
+from engine.evaluate.run import HEADLINE_METRICS, EvaluateConfig, headline, run_evaluation
 from engine.registry.resolve import registered_version
 from engine.tracking import REGISTRY_STORE_DIR, TrackingConfig, resolve_tracking_uri
 
@@ -30,6 +30,14 @@ class GateConfig(Section):
     fp_margin: float = Field(0.0, ge=0.0, lt=1.0, description="the challenger's FP must be below champion x (1 - margin)")
     map_metric: str = Field("map50", description="map50 or map50_95")
     map_tolerance: float = Field(0.01, ge=0.0, le=1.0, description="the challenger's mAP may be this much below the champion's")
+
+    @field_validator("recall_metric", "fp_metric", "map_metric")
+    @classmethod
+    def _a_headline_metric(cls, name: str) -> str:
+        """A typo would fail only after the evaluation (minutes): name the choices before it."""
+        if name not in HEADLINE_METRICS:
+            raise ValueError(f"not a metric `quarry evaluate` reports (one of {', '.join(HEADLINE_METRICS)})")
+        return name
 
 
 class PromoteConfig(Section):
