@@ -109,14 +109,24 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
+def _within(key: str, msg: str) -> str:
+    """A section's rule message (`scaling.x=1 with ...` or `objective.metric = ...`) under the
+    dotted `key` of that section in the whole config (`train.scaling`, `train`)."""
+    parent, _, last = key.rpartition(".")
+    if not key or msg.startswith(key):
+        return msg
+    return f"{parent}.{msg}" if parent and msg.startswith(last) else f"{key}: {msg}"
+
+
 def describe_errors(error: ValidationError, source: str) -> str:
     """One line per problem: `<source>: <dotted.key> = <value>: <what was expected>`."""
     lines = []
     for item in error.errors():
         key = ".".join(str(part) for part in item["loc"])
         if not key or item["type"] == "value_error" and isinstance(item["input"], dict):
-            # a rule across keys: its message names them; the section's whole input would only bury it
-            lines.append(f"{source}: {item['msg'].removeprefix('Value error, ')}")
+            # a rule across keys: its message names them; the section's whole input would only bury it.
+            # It names them from its own section down, so the path above that section goes first.
+            lines.append(f"{source}: {_within(key, item['msg'].removeprefix('Value error, '))}")
         elif item["type"] == "extra_forbidden":
             lines.append(f"{source}: unknown key {key} (value {item['input']!r})")
         elif item["type"] == "missing":

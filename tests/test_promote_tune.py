@@ -104,6 +104,24 @@ def test_a_search_space_key_outside_the_training_config_is_rejected():
                                                      "reweight.kind.hard_negative": 2.0}
 
 
+
+@pytest.mark.reliability("bad config")
+def test_an_objective_names_only_metrics_an_epoch_reports(tiny_demo):
+    """`train.objective.metric=val_fp_rat` failed in every trial's workers (a KeyError, retried
+    max_failures times: 4 min on 2 cores) and the search ended "no trial reported an objective"."""
+    from engine.train.config import DETECT_EPOCH_METRICS, TrainConfig
+
+    _, result = tiny_demo
+    history = result["steps"]["train"]["models"]["detector"]["history"]
+    assert set(history[0]) - {"fitness"} == set(DETECT_EPOCH_METRICS)
+    with pytest.raises(ConfigError, match=r"train: objective.metric = 'val_fp_rat': not a metric an epoch reports \(one of"):
+        load_config(TuneConfig, None, ["train.objective.metric=val_fp_rat"])
+    with pytest.raises(ConfigError, match=r"objective.tiebreak_metric = 'map50': not a metric"):
+        load_config(TrainConfig, None, ["objective={tiebreak_metric: map50}"])
+    with pytest.raises(ConfigError, match=r"objective: only detection training reports one \(task=detect\)"):
+        load_config(TrainConfig, None, ["task=segment", "objective={}"])
+
+
 def _client(uri):
     from mlflow.tracking import MlflowClient
 

@@ -13,6 +13,14 @@ from engine.raycluster import RayConfig
 from engine.tracking import TrackingConfig
 from engine.tune.objective import ObjectiveConfig
 
+# What the detection loop reports each epoch before it computes the objective
+# (engine/train/detect_loop.py; a test checks a run's history against it): the names an
+# objective may use. A typo used to fail in every trial's workers, each retried, minutes later.
+DETECT_EPOCH_METRICS = ("epoch", "train_loss", "box_loss", "cls_loss", "dfl_loss", "fp_penalty", "lr", "epoch_seconds",
+                        "steps", "val_map50", "val_map50_95", "val_precision", "val_recall", "val_images", "val_tp",
+                        "val_fp", "val_fn", "val_negative_images", "val_fp_rate", "val_fp_per_negative_image",
+                        "val_frame_recall", "val_hn_fp_rate")
+
 
 class ScalingSection(Section):
     """Ray Train's workers: the same code on 2 CPU workers (gloo) and N GPUs (nccl)."""
@@ -144,3 +152,16 @@ class TrainConfig(Section):
     registry: RegistryConfig = RegistryConfig()
     tracking: TrackingConfig = TrackingConfig(experiment="quarry-train")
     ray: RayConfig = RayConfig()
+
+    @model_validator(mode="after")
+    def _objective_of_reported_metrics(self):
+        if self.objective is None:
+            return self
+        if self.task != "detect":
+            raise ValueError("objective: only detection training reports one (task=detect)")
+        for key in ("metric", "constraint_metric", "tiebreak_metric"):
+            name = getattr(self.objective, key)
+            if name is not None and name not in DETECT_EPOCH_METRICS:
+                raise ValueError(f"objective.{key} = {name!r}: not a metric an epoch reports "
+                                 f"(one of {', '.join(DETECT_EPOCH_METRICS)})")
+        return self
