@@ -77,3 +77,14 @@ def test_frame_outcomes():
 def test_unknown_rule_kind_is_an_error():
     with pytest.raises(ValueError, match="unknown rule kind"):
         decide_boxes(np.array([0.9]), np.array([[0, 0, 1, 1]]), 10, 10, "fp", LabelRules(fp_rules=(FpRule("x", kind="?"),)))
+
+
+@pytest.mark.reliability("bad config")
+def test_a_false_alarm_label_that_no_video_carries_is_refused():
+    """`rules.fp_labels=[fp, clen]` would have kept every alarm of the clean videos as an object to learn."""
+    from engine.config import ConfigError, load_config
+    from engine.labels.config import LabelConfig
+
+    with pytest.raises(ConfigError, match=r"rules.fp_labels.1 = 'clen': Input should be 'tp', 'fp', 'clean' or 'unknown'"):
+        load_config(LabelConfig, None, ["rules.fp_labels=[fp, clen]"])
+    assert load_config(LabelConfig, None, ["rules.fp_labels=[fp]"]).rules.to_rules().fp_labels == ("fp",)

@@ -57,7 +57,9 @@ class FpRuleConfig(Section):
 class RulesConfig(Section):
     """Which pseudo-labels are kept (seed 001 for false alarms, seed 004's bound and weight)."""
 
-    fp_labels: list[str] = Field(["fp", "clean"], description="video labels whose alarms were false")
+    # a typo (`[fp, clen]`) would keep the false alarms of clean videos as objects to learn
+    fp_labels: list[Literal["tp", "fp", "clean", "unknown"]] = Field(["fp", "clean"], description=(
+        "video labels whose alarms were false"))
     fp_rules: list[FpRuleConfig] = Field(
         [FpRuleConfig(name="alarm_in_zone", zone=DEFAULT_ZONE, min_conf=0.25),
          FpRuleConfig(name="confident_elsewhere", min_conf=0.5)],

@@ -29,7 +29,7 @@ class SelectConfig(Section):
     band_high: float | None = Field(None, description="highest score kept")
     categories: list[str] | None = Field(None, description="only these categories ('none': not categorised yet)")
     decisions: list[Literal["accepted", "rejected", "none"]] | None = Field(None, description="only these decisions")
-    video_labels: list[str] | None = None
+    video_labels: list[Literal["tp", "fp", "clean", "unknown"]] | None = None
     ids: list[str] | None = Field(None, description="only these candidate ids (<video_key>_f<frame>)")
 
     @model_validator(mode="after")
