@@ -104,6 +104,20 @@ def test_a_search_space_key_outside_the_training_config_is_rejected():
                                                      "reweight.kind.hard_negative": 2.0}
 
 
+@pytest.mark.reliability("bad config")
+def test_a_misspelt_sample_kind_is_refused_in_the_build_and_in_the_search_space():
+    """`weights.kind.hard_negatve=5` left the hard negatives at their default weight; as a searched
+    key, every trial failed at its start."""
+    from engine.build.config import BuildConfig
+
+    with pytest.raises(ConfigError, match=r"weights.kind: \['hard_negatve'\] not a sample kind \(the kinds: positive, "):
+        load_config(BuildConfig, None, ["weights.kind.hard_negatve=5"])
+    with pytest.raises(ConfigError, match=r"space: a trial's train.reweight.kind would be refused: \['hard_negatve'\] not"):
+        load_config(TuneConfig, None, ["space=[{key: reweight.kind.hard_negatve, kind: uniform, low: 1, high: 3}]"])
+    with pytest.raises(ConfigError, match=r"space: a trial's train.detect.epochs = 0.0 would be refused: .*greater than"):
+        load_config(TuneConfig, None, ["space=[{key: detect.epochs, kind: randint, low: 0, high: 3}]"])
+
+
 
 @pytest.mark.reliability("bad config")
 def test_an_objective_names_only_metrics_an_epoch_reports(tiny_demo):

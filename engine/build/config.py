@@ -5,10 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from engine.config import Section
 from engine.models.clip import ClipSpec
+
+# The kinds a built set's samples have (engine/build/detection.py, segmentation.py; label's sample_kind)
+SAMPLE_KINDS = ("positive", "background", "hard_negative", "pseudo_labelled", "edge_case", "forged")
 
 
 class WeightRules(Section):
@@ -23,6 +26,15 @@ class WeightRules(Section):
     forged_area: list[tuple[float, float]] = Field(
         [(0.01, 3.0), (0.05, 2.0), (float("inf"), 1.0)],
         description="segmentation: [(forged area share below, weight), ...] ascending (seed 003)")
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kinds(cls, weights: dict[str, float]) -> dict[str, float]:
+        """A misspelt kind (`hard_negatve: 5`) would leave the hard negatives at their default weight."""
+        unknown = sorted(set(weights) - set(SAMPLE_KINDS))
+        if unknown:
+            raise ValueError(f"{unknown} not a sample kind (the kinds: {', '.join(SAMPLE_KINDS)})")
+        return weights
 
 
 class DetectionInputs(Section):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from engine.build.config import WeightRules
 from engine.config import Section
@@ -13,6 +13,7 @@ from engine.raycluster import RayConfig
 from engine.tracking import TrackingConfig
 from engine.train.config import DetectTrainConfig, ScalingSection, TrainConfig
 from engine.tune.objective import ObjectiveConfig
+from engine.tune.trial import with_values
 
 
 class Param(Section):
@@ -83,6 +84,15 @@ class TuneConfig(Section):
         for key in keys:
             if not _settable(base, key.split(".")):
                 raise ValueError(f"space: {key!r} is not a key of train")
+        for end in (0, -1):  # a value the config refuses (`reweight.kind.hard_negatve`) fails every trial
+            probe = {p.key: p.values[end] if p.kind == "choice" else (p.low, p.high)[end] for p in self.space}
+            try:
+                TrainConfig.model_validate(with_values(base, probe))
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                value = "" if isinstance(first["input"], dict) else f" = {first['input']!r}"
+                raise ValueError(f"space: a trial's train.{'.'.join(map(str, first['loc']))}{value} would be refused: "
+                                 f"{first['msg'].removeprefix('Value error, ')}") from None
         return self
 
 
