@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from engine.build.dedup import near_duplicates, split_of
-from engine.build.weights import effective_shares, sample_weights
+from engine.build.weights import effective_shares, sample_weights, unmatched_rules
 
 
 def test_weights_follow_the_rules_exactly():
@@ -22,6 +22,10 @@ def test_weights_follow_the_rules_exactly():
     w = sample_weights(samples, {"hard_negative": 2.0, "background": 0.5}, {"orange_trucks": 3.0},
                        {"weather": {"rain": 1.5}, "region": {"north": 2.0}})
     assert w.tolist() == pytest.approx([1.5 * 2.0, 2.0 * 3.0, 2.0 * 1.5 * 2.0, 2.0, 0.5])
+    assert unmatched_rules(samples, {"orange_trucks": 3.0}, {"weather": {"rain": 1.5}, "region": {"north": 2.0}}) == []
+    typos = unmatched_rules(samples, {"orange_truck": 3.0, "roadside_signs": 2.0},
+                            {"weather": {"rain": 1.5, "snow": 2.0}, "regoin": {"north": 2.0}})
+    assert typos == ["weights.category.orange_truck", "weights.metadata.weather.snow", "weights.metadata.regoin"]
 
 
 def test_seed_003_forged_area_weights():

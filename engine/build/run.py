@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from engine.build.config import BuildConfig
-from engine.build.weights import effective_shares, sample_weights
+from engine.build.weights import effective_shares, sample_weights, unmatched_rules
 from engine.config import ConfigError
 from engine.storage import atomic_write_json, write_table
 
@@ -60,6 +60,9 @@ def run_build(cfg: BuildConfig) -> dict:
     w = cfg.weights
     samples["weight"] = sample_weights(samples, w.kind, w.category, w.metadata,
                                        w.forged_area if cfg.task == "segment" else None)
+    unmatched = unmatched_rules(samples, w.category, w.metadata)
+    for key in unmatched:
+        log.warning("%s: no sample of this set matches it, so it weighs nothing (a typo?)", key)
     write_table(samples, out / "samples.parquet", csv=True)
     write_table(built["duplicates"], out / "duplicates.parquet")
     write_table(built["errors"], out / "errors.parquet")
@@ -72,6 +75,7 @@ def run_build(cfg: BuildConfig) -> dict:
                         if "category" in samples else {}),
         "effective_share_train": effective_shares(train, train["weight"].to_numpy()) if len(train) else {},
         "duplicates_dropped": len(built["duplicates"]),
+        "weights_unmatched": unmatched,
         "errors": built["errors"].to_dict("records"),
         "seconds": round(time.perf_counter() - started, 1),
     }

@@ -35,6 +35,21 @@ def sample_weights(samples: pd.DataFrame, kind_weights: dict[str, float], catego
     return weight
 
 
+def unmatched_rules(samples: pd.DataFrame, category_weights: dict[str, float],
+                    metadata_weights: dict[str, dict[str, float]]) -> list[str]:
+    """The category and metadata weight rules that no sample matches, as their config keys: a
+    misspelt category, column or value weighs nothing, and nothing else would show it."""
+    categories = set(samples["category"].dropna().astype(str)) if "category" in samples else set()
+    unmatched = [f"weights.category.{c}" for c in category_weights if c not in categories]
+    for column, table in metadata_weights.items():
+        if column not in samples:
+            unmatched.append(f"weights.metadata.{column}")
+            continue
+        values = set(samples[column].dropna().astype(str))
+        unmatched += [f"weights.metadata.{column}.{v}" for v in table if v not in values]
+    return unmatched
+
+
 def effective_shares(samples: pd.DataFrame, weights: np.ndarray, column: str = "kind") -> dict[str, dict]:
     """Per value of `column`: its share of the rows and its share of the draws once weighted."""
     total = float(np.sum(weights)) or 1.0
