@@ -9,11 +9,10 @@ go to hard_negatives.parquet for `quarry build task=segment`.
 
 from __future__ import annotations
 
-import json
 import sys
 
 from engine.config import write_resolved_config
-from engine.segment.scan import ScanConfig, run_scan
+from engine.segment.scan import ScanConfig, run_scan, summary_markdown
 from engine.tracking import log_job_run
 
 CONFIG = ScanConfig
@@ -36,8 +35,7 @@ def run(config: ScanConfig) -> dict:
 
 
 def format_summary(summary: dict) -> str:
-    return json.dumps({k: v for k, v in summary.items() if k != "errors"}, indent=2) + (
-        "\nerrors:\n" + "\n".join(f"  {e['path']}: {e['error']}" for e in summary["errors"]) if summary["errors"] else "")
+    return summary_markdown(summary)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -160,3 +160,18 @@ def run_scan(cfg: ScanConfig) -> dict:
                "hard_negatives_table": str(out / "hard_negatives.parquet")}
     atomic_write_json(out / "summary.json", summary)
     return summary
+
+
+def summary_markdown(s: dict) -> str:
+    """What `quarry scan` prints, as the other jobs print theirs (summary.json has it all)."""
+    rule = s["rule"]
+    lines = [f"# Scan -> {s['out_dir']}", "",
+             f"- images: {s['images']} ({s['scanned']} scanned, {s['errored']} errored) in {s['seconds']} s",
+             f"- flagged: {s['flagged']} (more than {rule['min_fp_ratio']:.1%} of the pixels at probability >= "
+             f"{rule['threshold']:g}, a region of >= {rule['min_area_px']} px)",
+             f"- hard negatives: {s['hard_negatives']} ({s['dark_flagged']} dark), worst first -> {s['hard_negatives_table']}"]
+    if s.get("mlflow_run_id"):
+        lines.append(f"- MLflow run {s['mlflow_run_id']} ({s['tracking_uri']})")
+    if s["errors"]:
+        lines += ["", "| path | error |", "|---|---|", *[f"| {e['path']} | {e['error']} |" for e in s["errors"]]]
+    return "\n".join(lines) + "\n"
