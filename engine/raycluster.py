@@ -137,7 +137,8 @@ def check_local_ray_fits(cfg: RayConfig, need: dict[str, float], asked: str) -> 
     for kind, amount in need.items():
         if amount > have.get(kind, 0.0) + 1e-9:
             where = "no GPU found" if kind == "GPU" else "ray.num_cpus, or the machine's cores"
-            raise ConfigError(f"{asked} needs {amount:g} {kind}s at once, and this machine's local Ray has "
+            plural = "" if amount == 1 else "s"
+            raise ConfigError(f"{asked} needs {amount:g} {kind}{plural} at once, and this machine's local Ray has "
                               f"{have.get(kind, 0.0):g} ({where}): it would wait for them forever; ask for less, "
                               f"or run on a cluster (ray.address)")
 
