@@ -9,6 +9,7 @@ from pydantic import Field, field_validator
 
 from engine.config import Section
 from engine.labels.rules import FpRule, LabelRules
+from engine.mining.inputs import VideoLabel
 from engine.models.detector import DetectorSpec
 from engine.raycluster import ActorPoolConfig, RayConfig
 from engine.tracking import TrackingConfig
@@ -27,7 +28,7 @@ class LabelInputConfig(Section):
     source: str = Field("runs/world/videos.parquet", description="what `kind` names")
     extensions: list[str] = Field([".mp4", ".mov", ".mkv", ".avi", ".webm"], description="video suffixes (videos)")
     image_extensions: list[str] = Field([".jpg", ".jpeg", ".png", ".bmp", ".webp"], description="image suffixes (images)")
-    video_label: Literal["tp", "fp", "clean", "unknown"] = Field("unknown", description=(
+    video_label: VideoLabel = Field("unknown", description=(
         "label of images from a folder (videos and candidates carry their own)"))
     limit: int | None = Field(None, ge=1, description="label only the first N sources")
 
@@ -58,7 +59,7 @@ class RulesConfig(Section):
     """Which pseudo-labels are kept (seed 001 for false alarms, seed 004's bound and weight)."""
 
     # a typo (`[fp, clen]`) would keep the false alarms of clean videos as objects to learn
-    fp_labels: list[Literal["tp", "fp", "clean", "unknown"]] = Field(["fp", "clean"], description=(
+    fp_labels: list[VideoLabel] = Field(["fp", "clean"], description=(
         "video labels whose alarms were false"))
     fp_rules: list[FpRuleConfig] = Field(
         [FpRuleConfig(name="alarm_in_zone", zone=DEFAULT_ZONE, min_conf=0.25),

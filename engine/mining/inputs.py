@@ -13,13 +13,15 @@ import glob
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal, get_args
 
 import pandas as pd
 
 from engine.config import ConfigError
 from engine.storage import is_remote, local_path, remote_filesystem, safe_key
 
-VIDEO_LABELS = ("tp", "fp", "clean", "unknown")
+VideoLabel = Literal["tp", "fp", "clean", "unknown"]  # a video's label in a manifest and in configs
+VIDEO_LABELS = get_args(VideoLabel)
 MANIFEST_SUFFIXES = (".csv", ".parquet")
 
 

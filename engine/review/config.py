@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from engine.config import Section
+from engine.mining.inputs import VideoLabel
 from engine.models.clip import ClipSpec
 
 COMMANDS = ("stats", "sample", "export", "categorise", "accept", "reject", "sheet")
@@ -29,7 +30,7 @@ class SelectConfig(Section):
     band_high: float | None = Field(None, description="highest score kept")
     categories: list[str] | None = Field(None, description="only these categories ('none': not categorised yet)")
     decisions: list[Literal["accepted", "rejected", "none"]] | None = Field(None, description="only these decisions")
-    video_labels: list[Literal["tp", "fp", "clean", "unknown"]] | None = None
+    video_labels: list[VideoLabel] | None = None
     ids: list[str] | None = Field(None, description="only these candidate ids (<video_key>_f<frame>)")
 
     @model_validator(mode="after")
