@@ -30,7 +30,7 @@ def load_candidates(cfg: ReviewConfig) -> pd.DataFrame:
     return table
 
 
-def select(table: pd.DataFrame, s: SelectConfig, categories: list[str] = ()) -> pd.DataFrame:
+def select(table: pd.DataFrame, s: SelectConfig, categories: list[str]) -> pd.DataFrame:
     """The candidates every condition of `s` keeps. A category that is neither one of
     `categories` (the configured ones) nor in the table, or an id that is not in the table, is a
     typo that would select nothing, so it is an error."""

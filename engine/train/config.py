@@ -9,7 +9,7 @@ from pydantic import Field, model_validator
 
 from engine.build.config import WeightRules
 from engine.config import Section
-from engine.raycluster import RayConfig
+from engine.raycluster import RayConfig, check_local_ray_fits
 from engine.tracking import TrackingConfig
 from engine.tune.objective import ObjectiveConfig
 
@@ -41,11 +41,9 @@ class ScalingSection(Section):
                              "(gpus_per_worker: 1) or train on one worker")
         return self
 
-    def check_fits(self, ray_cfg, keys: str = "", extra: tuple[str, float] | None = None) -> None:
+    def check_fits(self, ray_cfg: RayConfig, keys: str = "", extra: tuple[str, float] | None = None) -> None:
         """Every worker of a run starts at once, so all of them must fit a local Ray
         (`check_local_ray_fits`); `extra`: (its key, CPUs) that the run holds besides them."""
-        from engine.raycluster import check_local_ray_fits
-
         cpus = self.num_workers * self.cpus_per_worker + (extra[1] if extra else 0.0)
         gpus = self.num_workers * self.gpus_per_worker if self.use_gpu else 0.0
         asked = (f"{keys}scaling.num_workers = {self.num_workers} x cpus_per_worker = {self.cpus_per_worker:g}"
