@@ -81,7 +81,7 @@ def main() -> None:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         index = write_pool(demo, args.pool, Path(tmp))
-        base = build_segmenter(SegmenterSpec(checkpoint=demo / "base" / "base_seg.pt"))
+        base = build_segmenter(SegmenterSpec(checkpoint=demo / "base-seg" / "base_seg.pt"))
         # the demo's held-out scoring; the pool world's held-out split is the demo's (same seed, drawn per index)
         before = heldout_scores(base, Path(tmp), base_cfg.imgsz, base_cfg.threshold, base_cfg.min_fp_ratio)
         authentic = index[(index["split"] == "train") & (index["kind"] == "authentic")]

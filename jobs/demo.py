@@ -1,11 +1,13 @@
-"""The loop on the synthetic world, on one machine, offline: synth, base models (detector,
-segmenter, a tiny CLIP), false-alarm, flicker and edge-case mining, labelling, review, dataset
-building, fine-tuning on Ray Train, a Ray Tune search, evaluation on held-out data, promotion
-in the MLflow registry, the segmentation branch, and with `rounds=2` a second round on fresh
-videos (steps in engine/demo/run.py). Steps whose config and inputs are unchanged since the
-last run in the same work dir are reused, and the report says so.
+"""The loop on the synthetic world, on one machine, offline: synth, base models (a detector and
+a tiny CLIP), false-alarm, flicker and edge-case mining, labelling, review, dataset building,
+fine-tuning on Ray Train, a Ray Tune search, evaluation on held-out data, promotion in the MLflow
+registry, and with `rounds=2` a second round on fresh videos; `task=segment` runs the
+segmentation branch instead (base segmenter, scan, fine-tune with seed 003's loss) and
+`task=all` both (steps in engine/demo/run.py). Steps whose config and inputs are unchanged since
+the last run in the same work dir are reused, and the report says so.
 
-    quarry demo                                   # the full demo under runs/demo
+    quarry demo                                   # the detection loop under runs/demo
+    quarry demo task=segment                      # the segmentation branch, on the same world
     quarry demo profile=quick work_dir=runs/quick # a first look in < 5 min
     quarry demo --config configs/demo.yaml rounds=2 seed=1
 """

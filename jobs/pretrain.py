@@ -14,7 +14,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from engine.config import Section, write_resolved_config
 from engine.evaluate.config import HeldoutEvalConfig
@@ -29,7 +29,8 @@ from engine.train.clip_pretrain import ClipTrainingConfig, evaluate_clip, train_
 
 
 class PretrainConfig(Section):
-    """`quarry pretrain`: train and score the base detector."""
+    """`quarry pretrain`: train and score the base detector, the tiny CLIP and the base segmenter
+    (each can be switched off with its `enabled`)."""
 
     world_dir: Path = Field(Path("runs/world"), description="a world made by `quarry synth`")
     out_dir: Path = Field(Path("runs/base"), description="where base.pt and metrics.json go")
@@ -38,6 +39,12 @@ class PretrainConfig(Section):
     clip: ClipTrainingConfig = ClipTrainingConfig()
     segmenter: BaseSegmenterConfig = BaseSegmenterConfig()
     tracking: TrackingConfig = TrackingConfig(experiment="quarry-pretrain")
+
+    @model_validator(mode="after")
+    def _something_to_train(self):
+        if not (self.training.enabled or self.clip.enabled or self.segmenter.enabled):
+            raise ValueError("training.enabled, clip.enabled and segmenter.enabled are all false: nothing to train")
+        return self
 
 
 CONFIG = PretrainConfig
@@ -61,10 +68,12 @@ def pretrain_clip(config: PretrainConfig) -> dict:
 
 def run(config: PretrainConfig) -> dict:
     write_resolved_config(config, config.out_dir)
-    weights = train_base_detector(config.world_dir / "detection" / "data.yaml", config.out_dir, config.training)
-    metrics = score_base_model(weights, config.world_dir / "heldout", config.evaluation)
-    atomic_write_json(config.out_dir / "metrics.json", metrics)
-    summary = {"weights": str(weights), "heldout": metrics}
+    summary: dict = {}
+    if config.training.enabled:
+        weights = train_base_detector(config.world_dir / "detection" / "data.yaml", config.out_dir, config.training)
+        metrics = score_base_model(weights, config.world_dir / "heldout", config.evaluation)
+        atomic_write_json(config.out_dir / "metrics.json", metrics)
+        summary.update(weights=str(weights), heldout=metrics)
     if config.clip.enabled:
         summary["clip"] = pretrain_clip(config)
         atomic_write_json(config.out_dir / "clip_metrics.json", summary["clip"])
@@ -73,7 +82,8 @@ def run(config: PretrainConfig) -> dict:
         atomic_write_json(config.out_dir / "segmenter_metrics.json", summary["segmenter"])
     if config.tracking.enabled:
         out = Path(config.out_dir)
-        flat = {f"detector_{part}_{k}": v for part in ("workzone", "lookalike") for k, v in metrics[part].items()}
+        flat = {f"detector_{part}_{k}": v for part in ("workzone", "lookalike")
+                for k, v in summary["heldout"][part].items()} if "heldout" in summary else {}
         if "clip" in summary:
             flat.update({f"clip_{k}": summary["clip"]["trained"][k] for k in ("workzone_auc", "lookalike_kind_accuracy")})
         if "segmenter" in summary:

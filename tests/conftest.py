@@ -249,7 +249,7 @@ TINY_DEMO_OVERRIDES = [
     "train.detect.epochs=2", "train.detect.samples_per_epoch=64", "train.detect.batch=8",
     "tune.num_samples=2", "tune.train.detect.epochs=1", "tune.train.detect.samples_per_epoch=64", "tune.train.detect.batch=8",
     "segmenter.epochs=2", "segmenter.imgsz=64", "segment_train.epochs=1", "segment_train.batch=4", "scan.min_area_px=4",
-    "rounds=2",
+    "rounds=2", "task=all",
 ]
 
 

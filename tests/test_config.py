@@ -188,9 +188,26 @@ def test_a_profile_lies_between_the_defaults_and_the_users_keys(tmp_path: Path):
     path.write_text("profile: quick\nbase_model:\n  epochs: 5\n")
     from_file = load_config(DemoConfig, path)
     assert from_file.base_model.epochs == 5 and from_file.base_model.lr0 == quick.base_model.lr0
-    assert not from_file.segmenter.enabled
+    assert from_file.segmentation.n_authentic == 0 and from_file.task == "detect"
     with pytest.raises(ConfigError, match="profile"):
         load_config(DemoConfig, None, ["profile=fast"])
+
+
+@pytest.mark.reliability("bad config")
+@pytest.mark.parametrize("overrides, message", [
+    (["task=segment", "profile=quick"], r"task=segment needs segmentation images, and segmentation.n_authentic=0, .*"
+                                        r"\(profile=quick makes none: use the full profile\)"),
+    (["task=all", "segmentation.n_heldout_forged=0"], r"task=all needs segmentation images, and "
+                                                       r"segmentation.n_heldout_forged=0$"),
+    (["task=segment", "rounds=2"], r"rounds=2: rounds repeat the detection loop; use task=detect or task=all"),
+    (["segmenter.enabled=false"], r"segmenter.enabled=false: the demo's `task` \(detect, segment or all\) decides"),
+    (["task=segmentation"], r"task = 'segmentation'"),
+])
+def test_a_demo_task_without_what_it_needs_is_refused(overrides, message):
+    from engine.demo.config import DemoConfig
+
+    with pytest.raises(ConfigError, match=message):
+        load_config(DemoConfig, None, overrides)
 
 
 @pytest.mark.reliability("bad config")

@@ -22,11 +22,11 @@ def test_every_step_ran_and_reports(tiny_demo):
     work = Path(config.work_dir)
     steps = result["steps"]
     assert list(steps) == ["synth", "pretrain", "mine", "flicker", "edges", "label", "review", "build", "train", "tune", "evaluate",
-                           "promote", "scan", "segment"]
+                           "promote", "segmenter", "scan", "segment"]
     assert not any(s["reused"] for s in steps.values())
     report = (work / "demo_report.md").read_text()
     for heading in ("1. synth", "2. pretrain", "3. mine", "4. flicker", "5. label", "6. review", "7. build", "8. train",
-                    "9. tune", "10. evaluate", "11. promote", "12. scan", "13. segment", "| fine-tuned |", "| unet_ft |",
+                    "9. tune", "10. evaluate", "11. promote", "12. segmenter", "13. scan", "14. segment", "| fine-tuned |", "| unet_ft |",
                     "| work zone |", "| lookalike (no objects) |", "| trained |", "mlflow ui --backend-store-uri"):
         assert heading in report, heading
     assert (work / "mine" / "sheet" / "index.html").is_file() and (work / "dataset" / "data.yaml").is_file()
@@ -148,6 +148,33 @@ def test_mining_uses_the_demo_gate_in_false_alarms_mode(tiny_demo):
     for key, group in candidates.groupby("video_key"):  # the gap between candidates, in video frames
         frames = sorted(group.frame)
         assert all(b - a >= config.mine.selection.min_gap_frames for a, b in zip(frames, frames[1:])), key
+
+
+def test_each_task_runs_only_its_own_steps_and_reuses_what_task_all_made(tiny_demo):
+    """`task=segment` is the segmentation branch alone on the same world and `task=detect` the
+    detection loop alone; after `task=all` in the same work dir both reuse every step."""
+    from conftest import TINY_DEMO_OVERRIDES
+
+    from jobs import demo
+
+    config, first = tiny_demo
+    work = Path(config.work_dir)
+    alone = demo.run(load_config(demo.DemoConfig, None, [f"work_dir={work}", *TINY_DEMO_OVERRIDES,
+                                                        "task=segment", "rounds=1"]))
+    assert list(alone["steps"]) == ["synth", "segmenter", "scan", "segment"] and alone["rounds"] == []
+    assert all(step["reused"] for step in alone["steps"].values())
+    final = alone["final"]
+    assert final["segmentation"] == first["final"]["segmentation"]
+    assert "detection" not in final and "promotion" not in final
+    report = (work / "demo_report.md").read_text()
+    for heading in ("1. synth", "2. segmenter", "3. scan", "4. segment", "| segmenter | FP rate on authentic images",
+                    "hard negatives (segmentation):", "mlflow ui --backend-store-uri"):
+        assert heading in report, heading
+    assert "pretrain" not in report and "contact sheet" not in report
+    detect = demo.run(load_config(demo.DemoConfig, None, [f"work_dir={work}", *TINY_DEMO_OVERRIDES, "task=detect"]))
+    assert list(detect["steps"]) == list(first["steps"])[:-3], "no segmentation step"
+    assert all(step["reused"] for step in detect["steps"].values())
+    assert "segmentation" not in detect["final"] and detect["final"]["detection"] == first["final"]["detection"]
 
 
 def test_a_rerun_reuses_unchanged_steps_and_redoes_what_an_override_touched(tiny_demo):

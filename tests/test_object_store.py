@@ -53,7 +53,8 @@ def store(tiny_demo, tmp_path_factory):
     work = Path(tiny_demo[0].work_dir)
     s3 = boto3.client("s3")
     s3.create_bucket(Bucket=BUCKET)
-    files = [p for p in (work / "world").rglob("*") if p.is_file()] + [work / "base" / n for n in ("base.pt", "base_seg.pt", "clip.pt")]
+    files = [p for p in (work / "world").rglob("*") if p.is_file()] + [work / "base" / n for n in ("base.pt", "clip.pt")]
+    files.append(work / "base-seg" / "base_seg.pt")
     for path in files:
         s3.upload_file(str(path), BUCKET, path.relative_to(work).as_posix())
     yield {"work": work, "local": tmp_path_factory.mktemp("local"), "mlflow": tmp_path_factory.mktemp("mlflow"),
@@ -155,9 +156,9 @@ def test_every_job_reads_and_writes_s3_with_the_same_results_as_local_disk(store
     # scan the authentic segmentation images in the store
     scan_local, scan_s3, _ = _both(
         scan, store, capfd,
-        {"input.source": work / "world/segmentation/index.parquet", "models": f"[{{checkpoint: {work}/base/base_seg.pt}}]",
+        {"input.source": work / "world/segmentation/index.parquet", "models": f"[{{checkpoint: {work}/base-seg/base_seg.pt}}]",
          "out_dir": local / "scan"},
-        {"input.source": f"{s3}/world/segmentation/index.parquet", "models": f"[{{checkpoint: {s3}/base/base_seg.pt}}]",
+        {"input.source": f"{s3}/world/segmentation/index.parquet", "models": f"[{{checkpoint: {s3}/base-seg/base_seg.pt}}]",
          "out_dir": f"{s3}/scan"},
         ["imgsz=64", "min_area_px=4", track])
     scanned = _same_table(scan_local / "scan.parquet", scan_s3 / "scan.parquet", ["file_name"])
@@ -409,8 +410,8 @@ def test_actors_on_another_node_load_their_models_from_the_store(store, two_node
 
     scanning = ["imgsz=64", "min_area_px=4", "tracking.enabled=false"]
     _on_the_cluster(two_nodes, "scan", f"input.source={s3}/world/segmentation/index.parquet",
-                    f"models=[{{checkpoint: {s3}/base/base_seg.pt}}]", f"out_dir={s3}/cluster/scan", *scanning)
+                    f"models=[{{checkpoint: {s3}/base-seg/base_seg.pt}}]", f"out_dir={s3}/cluster/scan", *scanning)
     _on_the_cluster(two_nodes, "scan", f"input.source={work}/world/segmentation/index.parquet",
-                    f"models=[{{checkpoint: {work}/base/base_seg.pt}}]", f"out_dir={local}/cluster-scan", *scanning)
+                    f"models=[{{checkpoint: {work}/base-seg/base_seg.pt}}]", f"out_dir={local}/cluster-scan", *scanning)
     scanned = _same_table(local / "cluster-scan" / "scan.parquet", mirrored / "scan" / "scan.parquet", ["file_name"])
     assert len(scanned) == json.loads((mirrored / "scan" / "summary.json").read_text())["scanned"] > 0

@@ -44,7 +44,7 @@ SEEDED_SECTIONS = ("base_model", "clip", "segmenter", "segment_train", "train.de
 # `quarry demo profile=quick`: a first look at the detection loop within 5 minutes on 2 CPU
 # cores: a smaller world, shorter schedules, two short trials; no CLIP (a few minutes of
 # training leave it below chance, so mining scores with the detector alone, review leaves the
-# candidates uncategorised and the set is not deduplicated) and no segmentation branch. Its
+# candidates uncategorised and the set is not deduplicated) and no segmentation images. Its
 # figures are noisier than the full demo's.
 QUICK_PROFILE = [
     "videos.n_workzone=4", "videos.n_lookalike=4", "videos.n_clean=2", "videos.duration_s=4",
@@ -55,7 +55,7 @@ QUICK_PROFILE = [
     "train.detect.epochs=2", "train.detect.samples_per_epoch=240",
     "tune.num_samples=2", "tune.train.detect.epochs=2", "tune.train.detect.samples_per_epoch=240",
     "segmentation.n_authentic=0", "segmentation.n_forged=0", "segmentation.n_heldout_authentic=0",
-    "segmentation.n_heldout_forged=0", "segmenter.enabled=false",
+    "segmentation.n_heldout_forged=0",
 ]
 
 
@@ -66,6 +66,10 @@ class DemoConfig(Section):
 
     profile: Literal["full", "quick"] = Field("full", description=(
         "full: the measured demo (~15 min on 2 cores); quick: a smaller world and shorter schedules (< 5 min)"))
+    task: Literal["detect", "segment", "all"] = Field("detect", description=(
+        "detect: the detection loop (synth, base detector and CLIP, mining, label, review, build, fine-tune, tune, "
+        "evaluate, promote); segment: the segmentation branch (synth, base segmenter, scan, build, fine-tune with seed "
+        "003's loss, held-out scores); all: both. The three share a work dir's world and reuse each other's steps"))
     work_dir: Path = Field(Path("runs/demo"), description="all outputs go under this folder")
     seed: int = Field(0, ge=0, description=(
         "seed of the world and of every training: base detector, CLIP, base segmenter, fine-tuning, the tune search "
@@ -113,6 +117,25 @@ class DemoConfig(Section):
     segment_train: SegmentTrainConfig = Field(
         SegmentTrainConfig(variants={"unet_ft": SegmentVariant()}, epochs=8, threshold=0.75),
         description="segmentation fine-tuning (seed 003's loss); the demo starts each variant from the base segmenter")
+
+    @model_validator(mode="after")
+    def _task_has_what_it_needs(self):
+        """`task` alone decides which base models the demo trains; a branch without its world's
+        images, or rounds without the detection loop, would run steps that have nothing to do."""
+        for key, section in (("base_model", self.base_model), ("segmenter", self.segmenter)):
+            if not section.enabled:
+                raise ValueError(f"{key}.enabled=false: the demo's `task` (detect, segment or all) decides which base "
+                                 "models it trains")
+        if self.task != "detect":
+            g = self.segmentation
+            empty = [f"segmentation.{k}=0" for k in ("n_authentic", "n_forged", "n_heldout_authentic", "n_heldout_forged")
+                     if getattr(g, k) == 0]
+            if empty:
+                raise ValueError(f"task={self.task} needs segmentation images, and {', '.join(empty)}"
+                                 + (" (profile=quick makes none: use the full profile)" if self.profile == "quick" else ""))
+        if self.task == "segment" and self.rounds > 1:
+            raise ValueError(f"rounds={self.rounds}: rounds repeat the detection loop; use task=detect or task=all")
+        return self
 
     @model_validator(mode="after")
     def _one_seed(self):

@@ -14,9 +14,8 @@ def _pct(value) -> str:
 
 def format_report(result: dict) -> str:
     st = result["steps"]
-    s, p = st["synth"], st["pretrain"]
+    s = st["synth"]
     v, d, g = s["videos"], s["detection_images"], s["segmentation_images"]
-    wz, la = p["heldout"]["workzone"], p["heldout"]["lookalike"]
     lines = [
         f"# Quarry demo — {result['work_dir']}", "",
         f"1. synth [{_how(s)}]: {v['tp'] + v['fp'] + v['clean']} H.264 videos ({v['tp']} work-zone tp, {v['fp']} lookalike fp, "
@@ -24,7 +23,21 @@ def format_report(result: dict) -> str:
         f"held-out {d['heldout_workzone']} work-zone + {d['heldout_lookalike']} lookalike frames, "
         f"{g['authentic']} authentic ({g['dark']} dark) + {g['forged']} forged segmentation images "
         f"(+ {g.get('heldout_authentic', 0)} + {g.get('heldout_forged', 0)} held out), "
-        f"{s.get('caption_images', {}).get('images', 0)} captioned frames",
+        f"{s.get('caption_images', {}).get('images', 0)} captioned frames"]
+    if "pretrain" in st:
+        lines += _detection_lines(result)
+    if "segmenter" in st:
+        lines += _segmentation_lines(st, first=12 if "pretrain" in st else 2)
+    lines += final_lines(result)
+    return "\n".join(lines) + "\n"
+
+
+def _detection_lines(result: dict) -> list[str]:
+    """Steps 2-11 and later rounds."""
+    st = result["steps"]
+    p = st["pretrain"]
+    wz, la = p["heldout"]["workzone"], p["heldout"]["lookalike"]
+    lines = [
         f"2. pretrain [{_how(p)}]: base detector {p['weights']}", "",
         f"   Base model on held-out frames (conf >= {p['heldout']['conf_threshold']}, IoU >= {p['heldout']['iou_threshold']}):", "",
         "   | frames | images | precision | recall | FP rate (frames with any detection) | FPs per frame |",
@@ -40,12 +53,6 @@ def format_report(result: dict) -> str:
                   "   |---|---|---|",
                   f"   | random weights | {c['random']['workzone_auc']:.3f} | {c['random']['lookalike_kind_accuracy']:.3f} |",
                   f"   | trained | {c['trained']['workzone_auc']:.3f} | {c['trained']['lookalike_kind_accuracy']:.3f} |"]
-    if "segmenter" in p:
-        sg = p["segmenter"]
-        h = sg["heldout"]
-        lines += ["", f"   Base segmenter ({sg['arch']}/{sg['encoder']}{' + noise residual' if sg.get('noise_residual') else ''}, {sg['epochs']} epochs, {sg['seconds']:.0f} s) on held-out "
-                      f"images: pixel precision {h['precision']:.3f}, recall {h['recall']:.3f}, F1 {h['f1']:.3f}; "
-                      f"FP rate on authentic images {h['fp_rate']:.3f}"]
     for n, name in ((3, "mine"), (4, "flicker")):
         m = st[name]
         io = m["inputs"]
@@ -105,20 +112,29 @@ def format_report(result: dict) -> str:
     lines += _loop_sections(st)
     for later in result.get("rounds", []):
         lines += _round_lines(later)
-    if "scan" in st:
-        sc, tr = st["scan"], st["scan"]["truth"]
-        lines += ["", f"12. scan [{_how(sc)}]: {sc['scanned']} authentic training images, {sc['flagged']} flagged by the base "
-                      f"segmenter -> {sc['hard_negatives']} hard negatives; {tr['flagged_with_smudge']} of {tr['flagged']} "
-                      "flagged images carry the world's lookalike smudge"]
-        sg = st["segment"]
-        lines += ["", f"13. segment [{_how(sg)}]: {sg['build']['samples']['train']} train / {sg['build']['samples']['val']} val "
-                      "samples; fine-tuned with seed 003's loss on Ray Train", "",
-                  "   | model (held-out images) | pixel precision | pixel recall | F1 | FP rate on authentic images |",
-                  "   |---|---|---|---|---|"]
-        for name, h in sg["heldout"].items():
-            lines.append(f"   | {name} | {h['precision']:.3f} | {h['recall']:.3f} | {h['f1']:.3f} | {h['fp_rate']:.3f} |")
-    lines += final_lines(result)
-    return "\n".join(lines) + "\n"
+    return lines
+
+
+def _segmentation_lines(st: dict, first: int) -> list[str]:
+    """The segmentation branch's steps, numbered from `first`."""
+    sg = st["segmenter"]["segmenter"]
+    h = sg["heldout"]
+    sc, tr = st["scan"], st["scan"]["truth"]
+    seg = st["segment"]
+    lines = ["", f"{first}. segmenter [{_how(st['segmenter'])}]: base segmenter {sg['checkpoint']} ({sg['arch']}/{sg['encoder']}"
+                 f"{' + noise residual' if sg.get('noise_residual') else ''}, {sg['epochs']} epochs) on held-out "
+                 f"images: pixel precision {h['precision']:.3f}, recall {h['recall']:.3f}, F1 {h['f1']:.3f}; "
+                 f"FP rate on authentic images {h['fp_rate']:.3f}",
+             "", f"{first + 1}. scan [{_how(sc)}]: {sc['scanned']} authentic training images, {sc['flagged']} flagged by "
+                 f"the base segmenter -> {sc['hard_negatives']} hard negatives; {tr['flagged_with_smudge']} of "
+                 f"{tr['flagged']} flagged images carry the world's lookalike smudge",
+             "", f"{first + 2}. segment [{_how(seg)}]: {seg['build']['samples']['train']} train / "
+                 f"{seg['build']['samples']['val']} val samples; fine-tuned with seed 003's loss on Ray Train", "",
+             "   | model (held-out images) | pixel precision | pixel recall | F1 | FP rate on authentic images |",
+             "   |---|---|---|---|---|"]
+    for name, h in seg["heldout"].items():
+        lines.append(f"   | {name} | {h['precision']:.3f} | {h['recall']:.3f} | {h['f1']:.3f} | {h['fp_rate']:.3f} |")
+    return lines
 
 
 DETECTION_KEYS = ("fp_rate", "false_alarms_per_video", "event_recall", "frame_recall", "map50")
@@ -128,12 +144,13 @@ SEGMENTATION_KEYS = ("fp_rate", "pixel_recall")
 def final_figures(result: dict) -> dict:
     """The final table's figures under stable keys (demo_summary.json's `final`, and MLflow)."""
     st = result["steps"]
-    final = {"detection": {name: {k: row.get(k) for k in DETECTION_KEYS}
-                           for name, row in st["evaluate"]["models"].items()},
-             "promotion": st["promote"]["decision"],
-             "seconds": {name: step["step_seconds"] for name, step in st.items()},
-             "rounds": [{"round": 1, "model": "tuned", "decision": st["promote"]["decision"],
-                         **{k: st["evaluate"]["models"]["tuned"].get(k) for k in DETECTION_KEYS}}]}
+    final: dict = {"seconds": {name: step["step_seconds"] for name, step in st.items()}}
+    if "evaluate" in st:
+        final.update({"detection": {name: {k: row.get(k) for k in DETECTION_KEYS}
+                                    for name, row in st["evaluate"]["models"].items()},
+                      "promotion": st["promote"]["decision"],
+                      "rounds": [{"round": 1, "model": "tuned", "decision": st["promote"]["decision"],
+                                  **{k: st["evaluate"]["models"]["tuned"].get(k) for k in DETECTION_KEYS}}]})
     for later in result.get("rounds", []):
         r, rs = later["round"], later["steps"]
         row = rs["evaluate"]["models"][f"round{r}"]
@@ -149,14 +166,15 @@ def final_figures(result: dict) -> dict:
 
 
 def final_lines(result: dict) -> list[str]:
-    final = result["final"]
-    lines = ["", "## Held-out results (other seeds than all training and mining data)", "",
-             "| detector | lookalike-frame FP rate | false alarms / fp-or-clean video | event recall | frame recall | mAP50 |",
-             "|---|---|---|---|---|---|"]
-    evaluated = result["steps"]["evaluate"]["models"]
-    lines += [f"| {_model_label(name, evaluated.get(name, {}))} | " + " | ".join(_num(row[k]) for k in DETECTION_KEYS)
-              + " |" for name, row in final["detection"].items()]
-    if len(final["rounds"]) > 1:
+    final, st = result["final"], result["steps"]
+    lines = ["", "## Held-out results (other seeds than all training and mining data)"]
+    if "detection" in final:
+        lines += ["", "| detector | lookalike-frame FP rate | false alarms / fp-or-clean video | event recall | "
+                      "frame recall | mAP50 |", "|---|---|---|---|---|---|"]
+        evaluated = st["evaluate"]["models"]
+        lines += [f"| {_model_label(name, evaluated.get(name, {}))} | " + " | ".join(_num(row[k]) for k in DETECTION_KEYS)
+                  + " |" for name, row in final["detection"].items()]
+    if len(final.get("rounds", [])) > 1:
         lines += ["", "Each round's challenger (round 1: the tuned model; later rounds: the promoted model fine-tuned "
                       "again on fresh videos' hard negatives):", "",
                   "| round | lookalike-frame FP rate | false alarms / fp-or-clean video | event recall | frame recall | "
@@ -168,15 +186,19 @@ def final_lines(result: dict) -> list[str]:
         lines += [f"| {name} | {_num(row['fp_rate'])} | {_num(row['pixel_recall'])} |"
                   for name, row in final["segmentation"].items()]
     total = sum(final["seconds"].values())
-    lines += ["", f"promotion: {final['promotion']}; steps took {total:.0f} s (" +
+    promotion = f"promotion: {final['promotion']}; " if "promotion" in final else ""
+    lines += ["", f"{promotion}steps took {total:.0f} s (" +
               ", ".join(f"{k} {v:.0f}" for k, v in final["seconds"].items()) + ")"]
     m = final["machine"]
     lines.append(f"computed on:   {m['cpu']}, {m['cores']} cores, torch {m['torch']} with {m['torch_cpu_capability']} "
                  "kernels (figures differ between processors: docs/demo.md)")
-    st = result["steps"]
     db = result["tracking_uri"].removeprefix("sqlite:///")
-    lines += ["", f"report:        {st['evaluate']['report']}", f"contact sheet: {st['review']['sheet']}",
-              f"MLflow store:  {result['tracking_uri']}",
+    lines.append("")
+    if "evaluate" in st:
+        lines += [f"report:        {st['evaluate']['report']}", f"contact sheet: {st['review']['sheet']}"]
+    if "scan" in st:
+        lines.append(f"hard negatives (segmentation): {st['scan']['out_dir']}/hard_negatives.parquet")
+    lines += [f"MLflow store:  {result['tracking_uri']}",
               f"browse it:     mlflow ui --backend-store-uri {result['tracking_uri']} "
               f"--default-artifact-root {db.rsplit('/', 1)[0]}/mlartifacts"]
     return lines

@@ -1,5 +1,6 @@
 """The demo's steps, each reused when its config and inputs are unchanged since the last run
-in the same work dir (the report says so):
+in the same work dir (the report says so). `task=detect` (the default) runs steps 1-11,
+`task=segment` steps 1 and 12-14, `task=all` every step:
 
   1. synth      the world: videos with ground truth, still-image sets, captioned frames
   2. pretrain   the base detector (Ultralytics' trainer) and a tiny CLIP, scored on held-out frames
@@ -18,8 +19,9 @@ in the same work dir (the report says so):
  10. evaluate   base vs fine-tuned vs tuned on held-out frames and videos (events through the gate)
  11. promote    the base model is @champion unless one exists; the challenger replaces it only
                 when the promotion gate holds
- 12. scan       the base segmenter over the authentic training images: hard negatives
- 13. segment    build the segmentation set (forged + zero-mask hard negatives) and fine-tune
+ 12. segmenter the base segmentation model, trained plainly (pretrain with the segmenter alone)
+ 13. scan       the base segmenter over the authentic training images: hard negatives
+ 14. segment    build the segmentation set (forged + zero-mask hard negatives) and fine-tune
                 with seed 003's loss; base vs fine-tuned FP rate on held-out authentic images
 
 With `rounds=N`, rounds 2..N follow step 11 (engine/demo/rounds.py): fresh videos are mined and labelled
@@ -56,8 +58,11 @@ from engine.evaluate.world_truth import edge_truth_report, flicker_truth_report,
 from engine.machine import describe_machine
 from engine.mining.config import MineConfig
 from engine.registry.promote import PromoteConfig
+from engine.segment.base import BaseSegmenterConfig
 from engine.storage import write_table
 from engine.synth.config import SynthConfig
+from engine.train.base_detector import BaseTrainingConfig
+from engine.train.clip_pretrain import ClipTrainingConfig
 from engine.train.config import TrainConfig
 from engine.tune.run import search_hash, stored_search_hash
 
@@ -70,7 +75,7 @@ def run_demo(config: DemoConfig) -> dict:
 
 
 def _run_steps(config: DemoConfig) -> dict:
-    from jobs import build, label, mine, pretrain, scan, synth, train, tune
+    from jobs import synth
 
     work = Path(config.work_dir)
     write_resolved_config(config, work)
@@ -81,10 +86,24 @@ def _run_steps(config: DemoConfig) -> dict:
                             heldout_videos=config.heldout_videos, detection=config.detection,
                             segmentation=config.segmentation, captions=config.captions)
     steps["synth"] = run_step("synth", synth_cfg.out_dir, config_hash(synth_cfg), config.reuse, lambda: synth.run(synth_cfg))
+    rounds = _detection_steps(config, steps, tracking_uri) if config.task in ("detect", "all") else []
+    if config.task in ("segment", "all"):
+        _segmentation_steps(config, steps, tracking_uri)
+    result = {"work_dir": str(work), "tracking_uri": tracking_uri, "steps": steps, "rounds": rounds,
+              "machine": describe_machine()}
+    result["final"] = final_figures(result)
+    _log_final(tracking_uri, config, result["final"])
+    return result
 
+
+def _detection_steps(config: DemoConfig, steps: dict, tracking_uri: str) -> list[dict]:
+    """Steps 2-11 (and later rounds) into `steps`; returns the later rounds."""
+    from jobs import build, label, mine, pretrain, train, tune
+
+    work = Path(config.work_dir)
     pre_cfg = pretrain.PretrainConfig(world_dir=work / "world", out_dir=work / "base", evaluation=config.evaluation,
                                       training=config.base_model, clip=config.clip,
-                                      segmenter=config.segmenter)
+                                      segmenter=BaseSegmenterConfig(enabled=False))
     pre_cfg.tracking.tracking_uri = tracking_uri
     key = config_hash(pre_cfg) + steps["synth"]["key"]
     steps["pretrain"] = run_step("pretrain", pre_cfg.out_dir, key, config.reuse, lambda: pretrain.run(pre_cfg))
@@ -194,64 +213,73 @@ def _run_steps(config: DemoConfig) -> dict:
         rounds.append(later_round(config, r, previous, previous_set, clip_checkpoint, clip_override, promote_cfg,
                                   tracking_uri))
 
-    seg_ready = config.segmenter.enabled
-    if seg_ready:
-        scan_cfg = config.scan.model_copy(deep=True)
-        scan_cfg.input.source = str(work / "world" / "segmentation" / "index.parquet")
-        scan_cfg.models = [scan_cfg.models[0].model_copy(update={"arch": config.segmenter.arch,
-                                                                  "encoder": config.segmenter.encoder,
-                                                                  "checkpoint": work / "base" / "base_seg.pt"})]
-        scan_cfg.imgsz, scan_cfg.out_dir = config.segmenter.imgsz, work / "scan"
-        if scan_cfg.tracking.tracking_uri is None:
-            scan_cfg.tracking.tracking_uri = tracking_uri
-        key = config_hash(scan_cfg) + steps["pretrain"]["key"]
-        def scan_step() -> dict:
-            summary = scan.run(scan_cfg)
-            flagged = pd.read_parquet(scan_cfg.out_dir / "hard_negatives.parquet")
-            index = pd.read_parquet(work / "world" / "segmentation" / "index.parquet")
-            index["path"] = [str((work / "world" / "segmentation" / i).resolve()) for i in index["image"]]
-            smudged = flagged.merge(index[["path", "smooth_artifact"]], on="path")["smooth_artifact"]
-            return {**summary, "truth": {"flagged_with_smudge": int(smudged.sum()), "flagged": len(smudged)}}
+    return rounds
 
-        steps["scan"] = run_step("scan", scan_cfg.out_dir, key, config.reuse, scan_step)
 
-        seg_build = config.build.model_copy(deep=True, update={"task": "segment", "out_dir": work / "dataset-seg"})
-        seg_build.segment.index = work / "world" / "segmentation" / "index.parquet"
-        seg_build.segment.hard_negatives = work / "scan" / "hard_negatives.parquet"
-        seg_train = TrainConfig(task="segment", data=work / "dataset-seg", out_dir=work / "train-seg",
-                                segment=config.segment_train.model_copy(deep=True), scaling=config.train.scaling,
-                                tracking=train_cfg.tracking)
-        seg_train.segment.imgsz = config.segmenter.imgsz
-        for variant in seg_train.segment.variants.values():
-            variant.checkpoint = work / "base" / "base_seg.pt"  # every variant fine-tunes the base model
-            variant.arch, variant.encoder = config.segmenter.arch, config.segmenter.encoder
+def _segmentation_steps(config: DemoConfig, steps: dict, tracking_uri: str) -> None:
+    """Steps 12-14 into `steps`: the base segmenter, the scan, and the segmentation fine-tune."""
+    from jobs import build, pretrain, scan, train
 
-        def segment_step() -> dict:
-            from engine.models.segmenter import SegmenterSpec, build_segmenter
-            from engine.segment.base import heldout_scores
+    work = Path(config.work_dir)
+    pre_cfg = pretrain.PretrainConfig(world_dir=work / "world", out_dir=work / "base-seg", segmenter=config.segmenter,
+                                      training=BaseTrainingConfig(enabled=False), clip=ClipTrainingConfig(enabled=False))
+    pre_cfg.tracking.tracking_uri = tracking_uri
+    key = config_hash(pre_cfg) + steps["synth"]["key"]
+    steps["segmenter"] = run_step("segmenter", pre_cfg.out_dir, key, config.reuse, lambda: pretrain.run(pre_cfg))
+    base_seg = pre_cfg.out_dir / "base_seg.pt"
+    tracking = config.train.tracking.model_copy()
+    tracking.tracking_uri = tracking.tracking_uri or tracking_uri
+    scan_cfg = config.scan.model_copy(deep=True)
+    scan_cfg.input.source = str(work / "world" / "segmentation" / "index.parquet")
+    scan_cfg.models = [scan_cfg.models[0].model_copy(update={"arch": config.segmenter.arch,
+                                                              "encoder": config.segmenter.encoder,
+                                                              "checkpoint": base_seg})]
+    scan_cfg.imgsz, scan_cfg.out_dir = config.segmenter.imgsz, work / "scan"
+    if scan_cfg.tracking.tracking_uri is None:
+        scan_cfg.tracking.tracking_uri = tracking_uri
+    key = config_hash(scan_cfg) + steps["segmenter"]["key"]
 
-            built = build.run(seg_build)
-            trained = train.run(seg_train)
-            s = seg_train.segment
-            scores = {}
-            for name, model in trained["models"].items():
-                net = build_segmenter(SegmenterSpec(arch=config.segmenter.arch, encoder=config.segmenter.encoder,
-                                                    checkpoint=model["best_model"]))
-                scores[name] = heldout_scores(net, work / "world", s.imgsz, s.threshold, s.min_fp_ratio)
-            base = build_segmenter(SegmenterSpec(arch=config.segmenter.arch, encoder=config.segmenter.encoder,
-                                                 checkpoint=work / "base" / "base_seg.pt"))
-            return {"build": built, "train": trained,
-                    "heldout": {"base": heldout_scores(base, work / "world", s.imgsz, s.threshold, s.min_fp_ratio),
-                                **scores}}
+    def scan_step() -> dict:
+        summary = scan.run(scan_cfg)
+        flagged = pd.read_parquet(scan_cfg.out_dir / "hard_negatives.parquet")
+        index = pd.read_parquet(work / "world" / "segmentation" / "index.parquet")
+        index["path"] = [str((work / "world" / "segmentation" / i).resolve()) for i in index["image"]]
+        smudged = flagged.merge(index[["path", "smooth_artifact"]], on="path")["smooth_artifact"]
+        return {**summary, "truth": {"flagged_with_smudge": int(smudged.sum()), "flagged": len(smudged)}}
 
-        key = config_hash(seg_build) + config_hash(seg_train) + steps["scan"]["key"]
-        steps["segment"] = run_step("segment", work / "train-seg", key, config.reuse, segment_step)
+    steps["scan"] = run_step("scan", scan_cfg.out_dir, key, config.reuse, scan_step)
 
-    result = {"work_dir": str(work), "tracking_uri": tracking_uri, "steps": steps, "rounds": rounds,
-              "machine": describe_machine()}
-    result["final"] = final_figures(result)
-    _log_final(tracking_uri, config, result["final"])
-    return result
+    seg_build = config.build.model_copy(deep=True, update={"task": "segment", "out_dir": work / "dataset-seg"})
+    seg_build.segment.index = work / "world" / "segmentation" / "index.parquet"
+    seg_build.segment.hard_negatives = work / "scan" / "hard_negatives.parquet"
+    seg_train = TrainConfig(task="segment", data=work / "dataset-seg", out_dir=work / "train-seg",
+                            segment=config.segment_train.model_copy(deep=True), scaling=config.train.scaling,
+                            tracking=tracking)
+    seg_train.segment.imgsz = config.segmenter.imgsz
+    for variant in seg_train.segment.variants.values():
+        variant.checkpoint = base_seg  # every variant fine-tunes the base model
+        variant.arch, variant.encoder = config.segmenter.arch, config.segmenter.encoder
+
+    def segment_step() -> dict:
+        from engine.models.segmenter import SegmenterSpec, build_segmenter
+        from engine.segment.base import heldout_scores
+
+        built = build.run(seg_build)
+        trained = train.run(seg_train)
+        s = seg_train.segment
+        scores = {}
+        for name, model in trained["models"].items():
+            net = build_segmenter(SegmenterSpec(arch=config.segmenter.arch, encoder=config.segmenter.encoder,
+                                                checkpoint=model["best_model"]))
+            scores[name] = heldout_scores(net, work / "world", s.imgsz, s.threshold, s.min_fp_ratio)
+        base = build_segmenter(SegmenterSpec(arch=config.segmenter.arch, encoder=config.segmenter.encoder,
+                                             checkpoint=base_seg))
+        return {"build": built, "train": trained,
+                "heldout": {"base": heldout_scores(base, work / "world", s.imgsz, s.threshold, s.min_fp_ratio),
+                            **scores}}
+
+    key = config_hash(seg_build) + config_hash(seg_train) + steps["scan"]["key"]
+    steps["segment"] = run_step("segment", work / "train-seg", key, config.reuse, segment_step)
 
 
 def _log_final(tracking_uri: str, config: DemoConfig, final: dict) -> None:
@@ -264,6 +292,7 @@ def _log_final(tracking_uri: str, config: DemoConfig, final: dict) -> None:
                for model, row in final.get(task, {}).items() for key, value in row.items() if value is not None}
     metrics.update({f"seconds.{step}": value for step, value in final["seconds"].items()})
     with mlflow_run(tracking_uri, "quarry-demo", f"demo-{time.strftime('%Y%m%d-%H%M%S')}", config.model_dump(mode="json"),
-                    {"quarry.job": "demo", "quarry.promotion": final["promotion"],
+                    {"quarry.job": "demo", "quarry.task": config.task,
+                     **({"quarry.promotion": final["promotion"]} if "promotion" in final else {}),
                      **{f"quarry.machine.{k}": str(v) for k, v in final["machine"].items()}}):
         mlflow.log_metrics(metrics)

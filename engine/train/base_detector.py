@@ -24,6 +24,7 @@ log = logging.getLogger("quarry.pretrain")
 class BaseTrainingConfig(Section):
     """Knobs of Ultralytics' trainer for the base detector (defaults sized for 2 CPU cores)."""
 
+    enabled: bool = Field(True, description="train the base detector in `quarry pretrain`")
     model: str = Field(TINY_YOLO, description="architecture .yaml (random init) or a local .pt to start from")
     epochs: int = Field(20, ge=1, le=1000)
     imgsz: int = Field(256, ge=32, le=2048, multiple_of=32, description="training size in pixels")
