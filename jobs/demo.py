@@ -29,8 +29,10 @@ SUMMARY = "run the whole loop on the synthetic world: mine, label, build, fine-t
 def run(config: DemoConfig) -> dict:
     result = run_demo(config)
     work = Path(config.work_dir)
-    atomic_write_text(work / "demo_report.md", format_report(result))
-    atomic_write_json(work / "demo_summary.json", result)
+    # the segmentation branch alone keeps its own files, so it does not overwrite the detection loop's
+    suffix = "-segment" if config.task == "segment" else ""
+    atomic_write_text(work / f"demo_report{suffix}.md", format_report(result))
+    atomic_write_json(work / f"demo_summary{suffix}.json", result)
     return result
 
 

@@ -166,7 +166,8 @@ def test_each_task_runs_only_its_own_steps_and_reuses_what_task_all_made(tiny_de
     final = alone["final"]
     assert final["segmentation"] == first["final"]["segmentation"]
     assert "detection" not in final and "promotion" not in final
-    report = (work / "demo_report.md").read_text()
+    assert json.loads((work / "demo_summary-segment.json").read_text())["final"]["segmentation"] == final["segmentation"]
+    report = (work / "demo_report-segment.md").read_text()
     for heading in ("1. synth", "2. segmenter", "3. scan", "4. segment", "| segmenter | FP rate on authentic images",
                     "hard negatives (segmentation):", "mlflow ui --backend-store-uri"):
         assert heading in report, heading
