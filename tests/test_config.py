@@ -211,6 +211,15 @@ def test_a_demo_task_without_what_it_needs_is_refused(overrides, message):
 
 
 @pytest.mark.reliability("bad config")
+def test_pretrain_with_every_model_switched_off_is_refused():
+    from jobs.pretrain import PretrainConfig
+
+    assert not load_config(PretrainConfig, None, ["training.enabled=false", "clip.enabled=false"]).training.enabled
+    with pytest.raises(ConfigError, match="training.enabled, clip.enabled and segmenter.enabled are all false"):
+        load_config(PretrainConfig, None, ["training.enabled=false", "clip.enabled=false", "segmenter.enabled=false"])
+
+
+@pytest.mark.reliability("bad config")
 def test_the_demo_seed_seeds_every_training_and_a_different_section_seed_is_refused():
     from engine.demo.config import SEEDED_SECTIONS, DemoConfig
 

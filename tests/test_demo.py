@@ -176,6 +176,8 @@ def test_each_task_runs_only_its_own_steps_and_reuses_what_task_all_made(tiny_de
     assert list(detect["steps"]) == list(first["steps"])[:-3], "no segmentation step"
     assert all(step["reused"] for step in detect["steps"].values())
     assert "segmentation" not in detect["final"] and detect["final"]["detection"] == first["final"]["detection"]
+    hint = f"segmentation:  quarry demo --config {work}/config.resolved.yaml task=segment"
+    assert hint in (work / "demo_report.md").read_text(), "the detection loop says how to run the other branch"
 
 
 def test_a_rerun_reuses_unchanged_steps_and_redoes_what_an_override_touched(tiny_demo):
@@ -243,7 +245,7 @@ def test_the_final_table_says_when_the_tuned_model_is_the_fine_tuned_one():
                         "machine": {"cpu": "cpu", "cores": 2, "torch": "2", "torch_cpu_capability": "AVX2"}},
               "steps": {"evaluate": {"report": "report.html", "models": {"base": {}, "fine_tuned": {},
                                                                          "tuned": {"same_weights_as": "fine_tuned"}}},
-                        "review": {"sheet": "sheet/index.html"}},
+                        "review": {"sheet": "sheet/index.html"}, "synth": {"segmentation_images": {"authentic": 0}}},
               "tracking_uri": "sqlite:////work/mlflow.db"}
     rows = [line.split(" | ")[0] for line in final_lines(result) if line.startswith("| ") and "0.500" in line]
     assert rows == ["| base", "| fine-tuned", "| tuned (= fine-tuned: the same weights)"]

@@ -198,6 +198,9 @@ def final_lines(result: dict) -> list[str]:
         lines += [f"report:        {st['evaluate']['report']}", f"contact sheet: {st['review']['sheet']}"]
     if "scan" in st:
         lines.append(f"hard negatives (segmentation): {st['scan']['out_dir']}/hard_negatives.parquet")
+    elif st["synth"]["segmentation_images"]["authentic"]:
+        lines.append(f"segmentation:  quarry demo --config {result['work_dir']}/config.resolved.yaml task=segment "
+                     "(its branch, on this world)")
     lines += [f"MLflow store:  {result['tracking_uri']}",
               f"browse it:     mlflow ui --backend-store-uri {result['tracking_uri']} "
               f"--default-artifact-root {db.rsplit('/', 1)[0]}/mlartifacts"]
