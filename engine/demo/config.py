@@ -65,7 +65,8 @@ class DemoConfig(Section):
     PROFILES: ClassVar[dict[str, list[str]]] = {"full": [], "quick": QUICK_PROFILE}
 
     profile: Literal["full", "quick"] = Field("full", description=(
-        "full: the measured demo (~15 min on 2 cores); quick: a smaller world and shorter schedules (< 5 min)"))
+        "full: the measured demo (task=detect: ~12-13 min on 2 cores); quick: a smaller world and shorter schedules "
+        "(< 5 min)"))
     task: Literal["detect", "segment", "all"] = Field("detect", description=(
         "detect: the detection loop (synth, base detector and CLIP, mining, label, review, build, fine-tune, tune, "
         "evaluate, promote); segment: the segmentation branch (synth, base segmenter, scan, build, fine-tune with seed "
