@@ -42,7 +42,7 @@ def init_ray(cfg: RayConfig, dashboard: bool = False) -> bool:
     import ray
 
     from engine.offline import enable_offline
-    from engine.staging import MIRROR_ENV, mirror_root
+    from engine.store_mirror import MIRROR_ENV, mirror_root
 
     if ray.is_initialized():
         return False

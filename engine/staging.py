@@ -18,58 +18,39 @@ driver writes every other output. Mining reads its videos from the store itself,
 
 Credentials come from the store's usual environment variables or files (AWS_ACCESS_KEY_ID,
 AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL, ~/.aws/...); a URI holding them is refused, so they
-never reach a resolved config, a log or MLflow.
+never reach a resolved config, a log or MLflow. The mirror itself and the transfers that keep it
+current are engine/store_mirror.py's.
 """
 
 from __future__ import annotations
 
 import fcntl
 import logging
-import os
 import shutil
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
-from urllib.parse import urlsplit
 
 from engine.config import ConfigError
-from engine.storage import atomic_path, atomic_write_json, is_remote
+from engine.storage import atomic_write_json, is_remote
+from engine.store_mirror import (
+    TABLE_SUFFIXES,
+    Transfer,
+    file_stat,
+    first_line,
+    mirror_path,
+    mirror_root,
+    must_exist,
+    open_store,
+    pull,
+    push_folder,
+    store_uri,
+    upload,
+)
 
 log = logging.getLogger("quarry.storage")
 
-MIRROR_ENV = "QUARRY_STORE_MIRROR"
-TABLE_SUFFIXES = (".parquet", ".csv", ".yaml", ".yml", ".json")  # their rows name files beside them
 # an output key naming one of these files (a table the job writes beside or appends to): its folder is the output
 FILE_SUFFIXES = (*TABLE_SUFFIXES, ".jsonl")
-TRANSFER_THREADS = 8
-
-
-def mirror_root() -> Path:
-    """Where object-store URIs are mirrored: $QUARRY_STORE_MIRROR, else ~/.cache/quarry/store."""
-    return Path(os.environ.get(MIRROR_ENV) or Path.home() / ".cache" / "quarry" / "store")
-
-
-def mirror_path(uri: str) -> Path:
-    """The local place of `uri` in the mirror: <root>/<scheme>/<bucket>/<key>."""
-    parts = urlsplit(uri)
-    if "@" in parts.netloc:
-        raise ConfigError(f"{redact(uri)}: credentials do not belong in a URI; set AWS_ACCESS_KEY_ID and "
-                          "AWS_SECRET_ACCESS_KEY (or the store's own variables) instead")
-    key = [p for p in parts.path.split("/") if p]
-    if not parts.netloc or ".." in key:
-        raise ConfigError(f"{uri}: expected scheme://bucket/key")
-    return mirror_root().joinpath(parts.scheme, parts.netloc, *key)
-
-
-def store_uri(path: Path | str, root: Path | str | None = None) -> str | None:
-    """The store URI whose mirror `path` is (the inverse of `mirror_path`); None for a path
-    outside the mirror `root` (default: this process's)."""
-    try:
-        parts = Path(path).resolve().relative_to(Path(root or mirror_root()).resolve()).parts
-    except ValueError:
-        return None
-    return f"{parts[0]}://{'/'.join(parts[1:])}" if len(parts) >= 2 else None
 
 
 def ray_storage_path(folder: Path) -> str:
@@ -77,11 +58,6 @@ def ray_storage_path(folder: Path) -> str:
     store (so workers on any node write there), else the local path."""
     folder = Path(folder).resolve()
     return store_uri(folder) or str(folder)
-
-
-def redact(uri: str) -> str:
-    parts = urlsplit(uri)
-    return uri.replace(parts.netloc, parts.netloc.rsplit("@", 1)[-1]) if "@" in parts.netloc else uri
 
 
 def _dotted_values(data: Any, path: list[str], prefix: str = "") -> list[tuple[str, list[str], Any]]:
@@ -105,22 +81,6 @@ def _set(data: Any, path: list, value: Any) -> None:
     for part in path[:-1]:
         data = data[part]
     data[path[-1]] = value
-
-
-@dataclass
-class Transfer:
-    """One remote URI and its mirror: an input (pulled) or an output folder (pulled and pushed)."""
-
-    key: str
-    uri: str
-    output: bool
-    at: list = field(default_factory=list)  # the value's place in the config data (keys and list indices)
-    given: str = ""  # the URI the user gave (`localise`; `as_given` puts it back)
-    local: Path | None = None  # its mirror (default: this process's mirror of `uri`)
-    pulled: dict[str, tuple[int, int]] = field(default_factory=dict)  # relative path -> (size, mtime_ns)
-
-    def __post_init__(self) -> None:
-        self.local = Path(self.local) if self.local is not None else mirror_path(self.uri)
 
 
 class Staging:
@@ -161,9 +121,9 @@ class Staging:
         outputs = {t.uri for t in self.transfers if t.output}
         for t in self.transfers:
             if not t.output and t.uri.lower().endswith(TABLE_SUFFIXES) and t.uri.rsplit("/", 1)[0] in outputs:
-                _must_exist(t)  # a table read and written beside: the output's pull brings its folder
+                must_exist(t)  # a table read and written beside: the output's pull brings its folder
             else:
-                _pull(t)
+                pull(t)
         _open_outputs[:] = [t for t in self.transfers if t.output]
         return self
 
@@ -174,7 +134,7 @@ class Staging:
             if t.output:
                 try:
                     atomic_write_json(t.local / "storage.json", {"key": t.key, "uri": t.uri, "mirror": str(t.local)})
-                    _push_folder(t)
+                    push_folder(t)
                 except ConfigError as push_error:
                     if exc_type is None:
                         raise
@@ -213,7 +173,7 @@ def refresh_from_store(folder: Path) -> None:
     found = _output_part(folder)
     if found:
         t, part = found
-        _pull(part)
+        pull(part)
         _count_as_pulled(t, part)
 
 
@@ -229,15 +189,15 @@ def publish_now(path: Path) -> None:
         return
     t, part = found
     if path.is_dir():
-        _push_folder(part)
+        push_folder(part)
         _count_as_pulled(t, part)
         return
-    fs, remote, _ = _open(part)
+    fs, remote, _ = open_store(part)
     try:
-        _upload(fs, path, remote)
+        upload(fs, path, remote)
     except Exception as exc:
-        raise ConfigError(f"{t.key} = {t.uri!r}: uploading {path.name} failed ({_first_line(exc)})") from None
-    t.pulled[part.local.relative_to(t.local).as_posix()] = _stat(path)
+        raise ConfigError(f"{t.key} = {t.uri!r}: uploading {path.name} failed ({first_line(exc)})") from None
+    t.pulled[part.local.relative_to(t.local).as_posix()] = file_stat(path)
 
 
 def empty_folder(folder: Path) -> None:
@@ -246,36 +206,14 @@ def empty_folder(folder: Path) -> None:
     found = _output_part(folder)
     if found:
         t, part = found
-        fs, root, _ = _open(part)
+        fs, root, _ = open_store(part)
         try:
             fs.delete_dir_contents(root, missing_dir_ok=True)
         except Exception as exc:
-            raise ConfigError(f"{t.key} = {t.uri!r}: cannot delete {part.uri} ({_first_line(exc)})") from None
+            raise ConfigError(f"{t.key} = {t.uri!r}: cannot delete {part.uri} ({first_line(exc)})") from None
         part.pulled = {}
         _count_as_pulled(t, part)
     shutil.rmtree(folder, ignore_errors=True)
-
-
-def mirror_objects(paths: list[str]) -> list[str]:
-    """Each store URI among `paths` replaced by its mirror path, downloaded when missing or changed
-    (a table naming objects elsewhere in the store); local paths, and objects the store does not
-    hold, are returned as given, so the caller reports them missing by their own name."""
-    import pyarrow.fs as pafs
-
-    def local(path: str) -> str:
-        if not is_remote(path):
-            return path
-        fs, remote = pafs.FileSystem.from_uri(path)
-        info = fs.get_file_info(remote)
-        if info.type != pafs.FileType.File:
-            return path
-        _pull_file(fs, remote, info, mirror_path(path))
-        return str(mirror_path(path))
-
-    if not any(is_remote(p) for p in paths):
-        return list(paths)
-    with ThreadPoolExecutor(TRANSFER_THREADS) as pool:
-        return list(pool.map(local, paths))
 
 
 def pull_on_this_node(inputs: dict[str, Any], outputs: dict[str, Any] | None = None) -> None:
@@ -296,113 +234,6 @@ def pull_on_this_node(inputs: dict[str, Any], outputs: dict[str, Any] | None = N
     with open(root / ".pull.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
         for t in transfers:
-            _pull(t)
+            pull(t)
 
 
-def _pull(t: Transfer) -> None:
-    """Bring one transfer's mirror up to date: an output folder (may be new), an input folder, a
-    table with the folder its rows point into, or one object."""
-    fs, root, info = _open(t)
-    if t.output:
-        bucket = root.split("/", 1)[0]
-        if info.type.name == "NotFound" and fs.get_file_info(bucket).type.name == "NotFound":
-            raise ConfigError(f"{t.key} = {t.uri!r}: the store has no bucket {bucket!r}")
-        _pull_folder(fs, root, t, missing_ok=True)
-    elif info.type.name == "Directory":
-        _pull_folder(fs, root, t, missing_ok=False)
-    elif info.type.name == "File" and t.uri.lower().endswith(TABLE_SUFFIXES):
-        parent = root.rsplit("/", 1)[0]  # a table brings the folder its rows point into
-        _pull_folder(fs, parent, Transfer(t.key, t.uri.rsplit("/", 1)[0], False, local=t.local.parent), missing_ok=False)
-    elif info.type.name == "File":
-        _pull_file(fs, root, info, t.local)
-    else:
-        raise ConfigError(f"{t.key} = {t.uri!r}: no such object or prefix in the store")
-
-
-def _must_exist(t: Transfer) -> None:
-    if _open(t)[2].type.name != "File":
-        raise ConfigError(f"{t.key} = {t.uri!r}: no such object or prefix in the store")
-
-
-def _open(t: Transfer):
-    import pyarrow.fs as pafs
-
-    try:
-        fs, root = pafs.FileSystem.from_uri(t.uri)
-        return fs, root, fs.get_file_info(root)
-    except Exception as exc:  # unknown scheme, no credentials, unreachable endpoint
-        raise ConfigError(f"{t.key} = {t.uri!r}: cannot reach the store ({_first_line(exc)})") from None
-
-
-def _first_line(exc: Exception) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-
-
-def _stat(path: Path) -> tuple[int, int]:
-    st = path.stat()
-    return st.st_size, st.st_mtime_ns
-
-
-def _pull_file(fs, remote: str, info, local: Path) -> None:
-    """Download one object unless the mirror already holds it (same size and time)."""
-    remote_mtime = info.mtime_ns or 0
-    if local.is_file() and _stat(local) == (info.size, remote_mtime):
-        return
-    with atomic_path(local) as tmp:
-        with fs.open_input_stream(remote) as src, open(tmp, "wb") as dst:
-            shutil.copyfileobj(src, dst, length=1 << 20)
-    os.utime(local, ns=(remote_mtime, remote_mtime))
-
-
-def _pull_folder(fs, root: str, t: Transfer, missing_ok: bool) -> None:
-    """Make the mirror of a prefix match the store: download what changed, drop what is gone."""
-    import pyarrow.fs as pafs
-
-    try:
-        infos = [i for i in fs.get_file_info(pafs.FileSelector(root, recursive=True, allow_not_found=missing_ok))
-                 if i.type == pafs.FileType.File]
-    except Exception as exc:
-        raise ConfigError(f"{t.key} = {t.uri!r}: cannot list the store ({_first_line(exc)})") from None
-    if not infos and not missing_ok:
-        raise ConfigError(f"{t.key} = {t.uri!r}: no such object or prefix in the store")
-    remote = {i.path[len(root):].lstrip("/"): i for i in infos}
-    if t.local.is_dir():
-        for path in [p for p in t.local.rglob("*") if p.is_file() or p.is_symlink()]:
-            if path.relative_to(t.local).as_posix() not in remote:
-                path.unlink()
-    with ThreadPoolExecutor(TRANSFER_THREADS) as pool:
-        list(pool.map(lambda item: _pull_file(fs, item[1].path, item[1], t.local / item[0]), remote.items()))
-    t.pulled = {rel: _stat(t.local / rel) for rel in remote}
-    if remote:
-        log.info("%s: %d files from %s in the mirror %s", t.key, len(remote), t.uri, t.local)
-
-
-def _upload(fs, path: Path, remote: str) -> None:
-    """One PUT; the mirror's copy then has the store's time, so the next pull keeps it."""
-    with open(path, "rb") as src, fs.open_output_stream(remote) as dst:
-        shutil.copyfileobj(src, dst, length=1 << 20)
-    mtime = fs.get_file_info(remote).mtime_ns or 0
-    target = path.resolve()  # a link (build's images) keeps its target's times
-    if target == path.absolute():
-        os.utime(target, ns=(mtime, mtime))
-
-
-def _push_folder(t: Transfer) -> None:
-    """Upload what the job wrote or changed under an output mirror; delete what it removed."""
-    fs, root, _ = _open(t)
-    local = {p.relative_to(t.local).as_posix(): p for p in sorted(t.local.rglob("*"))
-             if p.is_file() and not p.name.startswith(".")} if t.local.is_dir() else {}
-    changed = [rel for rel, p in local.items() if t.pulled.get(rel) != _stat(p)]
-    # hidden files (a write in progress, Ray's storage markers) are neither uploaded nor deleted
-    gone = [rel for rel in t.pulled if rel not in local and not rel.rsplit("/", 1)[-1].startswith(".")]
-
-    try:
-        with ThreadPoolExecutor(TRANSFER_THREADS) as pool:
-            list(pool.map(lambda rel: _upload(fs, local[rel], f"{root}/{rel}"), changed))
-        for rel in gone:
-            fs.delete_file(f"{root}/{rel}")
-    except Exception as exc:
-        raise ConfigError(f"{t.key} = {t.uri!r}: uploading the outputs failed ({_first_line(exc)}); "
-                          f"they are kept in {t.local}; a rerun starts from what the store holds") from None
-    t.pulled = {rel: _stat(p) for rel, p in local.items()}  # the store now holds what the mirror does
-    log.info("%s: %d files uploaded to %s, %d deleted", t.key, len(changed), t.uri, len(gone))

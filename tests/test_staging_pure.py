@@ -7,7 +7,8 @@ import json
 import pytest
 
 from engine.config import ConfigError
-from engine.staging import Staging, mirror_path, store_uri
+from engine.staging import Staging
+from engine.store_mirror import mirror_path, store_uri
 
 
 def test_a_uri_lands_at_one_place_under_the_mirror_root(tmp_path, monkeypatch):

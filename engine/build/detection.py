@@ -18,7 +18,7 @@ from engine.build.config import BuildConfig
 from engine.build.dedup import near_duplicates, split_of
 from engine.config import ConfigError
 from engine.review.reviews import candidate_ids, with_reviews
-from engine.staging import mirror_objects
+from engine.store_mirror import mirror_objects
 from engine.yolo_format import parse_yolo_labels
 
 log = logging.getLogger("quarry.build")

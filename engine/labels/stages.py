@@ -84,7 +84,7 @@ def plan_label_tasks(source: dict, decode: dict, images_per_task: int) -> list[d
 def read_image(uri: str) -> np.ndarray:
     """An RGB image from a local path or an object-store URI; OSError naming the problem. An
     image the driver mirrored from the store is read from the store on a node without it."""
-    from engine.staging import store_uri
+    from engine.store_mirror import store_uri
 
     if not is_remote(uri) and not Path(uri).exists() and (stored := store_uri(uri)):
         uri = stored

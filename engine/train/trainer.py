@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Callable
 
 from engine.raycluster import own_errors_surface
-from engine.staging import pull_on_this_node, ray_storage_path, store_uri
+from engine.staging import pull_on_this_node, ray_storage_path
+from engine.store_mirror import store_uri
 from engine.train.config import ScalingSection
 
 log = logging.getLogger("quarry.train")
